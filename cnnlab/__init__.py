@@ -1,0 +1,27 @@
+"""cnnlab: convolutional neural networks from first principles, on NumPy."""
+
+from cnnlab import nn, random
+from cnnlab.ops.loss import NonFiniteLossError
+from cnnlab.random import manual_seed
+from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Model files and optimizers load on first use, keeping `import cnnlab` light.
+    if name in ("save", "load"):
+        from cnnlab.io import model_file
+
+        return getattr(model_file, name)
+    if name in ("optim", "data", "arch", "io", "inspect", "train"):
+        import importlib
+
+        return importlib.import_module(f"cnnlab.{name}")
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+__all__ = [
+    "NonFiniteLossError", "Tensor", "__version__", "is_grad_enabled", "load", "manual_seed",
+    "nn", "no_grad", "random", "save", "tensor",
+]

@@ -1,0 +1,1 @@
+"""The ``cnnlab`` command line: thin commands over the library."""

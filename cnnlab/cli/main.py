@@ -1,0 +1,56 @@
+"""Entry point of the ``cnnlab`` command: one subcommand per module in this package.
+
+Exit codes: 0 success, 1 runtime error (one clear line on stderr, the traceback only with
+``--debug``), 2 usage error (argparse's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module exposes ``register(subparsers)``, which adds its parser and sets ``func``.
+COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot"]
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed as one line, exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Convolutional neural networks from first principles, on NumPy.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"cnnlab.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cnnlab.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line unless --debug
+        if args.debug:
+            raise
+        print(f"cnnlab: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Sliding windows as strided views (im2col without a gather) and their adjoint (col2im)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """An NCHW array as a C-contiguous NHWC array (free when its memory is NHWC already)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def pad_nhwc(x: np.ndarray, ph: int, pw: int, value: float = 0.0) -> np.ndarray:
+    """Pad H and W of an NHWC array (one allocation and one copy)."""
+    if ph == 0 and pw == 0:
+        return x
+    n, h, w, c = x.shape
+    out = np.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    if value == 0.0:
+        out[:, :ph] = 0
+        out[:, h + ph:] = 0
+        out[:, ph:h + ph, :pw] = 0
+        out[:, ph:h + ph, w + pw:] = 0
+    else:
+        out.fill(value)
+    out[:, ph:h + ph, pw:w + pw] = x
+    return out
+
+
+def windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+            dilation: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """A read-only (N, OH, OW, KH, KW, C) view of every window of a padded NHWC array."""
+    n, _, _, c = xp.shape
+    sn, sh, sw, sc = xp.strides
+    return as_strided(
+        xp,
+        shape=(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
+        strides=(sn, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1], sc),
+        writeable=False,
+    )
+
+
+def tap_slices(i: int, j: int, stride: tuple[int, int], dilation: tuple[int, int],
+               out_hw: tuple[int, int]) -> tuple[slice, slice]:
+    """The input rows and columns that kernel tap (i, j) touches, over all output positions."""
+    r0, c0 = i * dilation[0], j * dilation[1]
+    return (slice(r0, r0 + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+            slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
+
+
+def col2im_taps(taps: np.ndarray, padded_shape: tuple[int, int, int, int],
+                stride: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """Scatter-add per-tap blocks back to a padded NHWC array.
+
+    Args:
+        taps: (KH, KW, N, OH, OW, C), the gradient each kernel tap sends to its inputs.
+
+    Returns:
+        (N, Hp, Wp, C): the sum over taps, made with KH*KW slice-adds (no ``np.add.at``).
+    """
+    kh, kw, _, oh, ow, _ = taps.shape
+    out = np.zeros(padded_shape, dtype=taps.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = tap_slices(i, j, stride, dilation, (oh, ow))
+            out[:, rows, cols, :] += taps[i, j]
+    return out
+
+
+def unpad_nhwc(xp: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    if ph == 0 and pw == 0:
+        return xp
+    return xp[:, ph:xp.shape[1] - ph, pw:xp.shape[2] - pw, :]

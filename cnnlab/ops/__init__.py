@@ -1,0 +1,1 @@
+"""Differentiable ops: each a :class:`~cnnlab.tensor.Function` with a hand-written backward."""

@@ -1,0 +1,97 @@
+"""Elementwise activations and (log-)softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlab.tensor import Function, Tensor
+
+
+class ReLU(Function):
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad * self.mask
+
+
+class LeakyReLU(Function):
+    def forward(self, x, *, negative_slope):
+        self.scale = np.where(x > 0, x.dtype.type(1), x.dtype.type(negative_slope))
+        return x * self.scale
+
+    def backward(self, grad):
+        return grad * self.scale
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        # exp of a negative number only: no overflow for large |x|.
+        e = np.exp(-np.abs(x))
+        self.out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self.out
+
+    def backward(self, grad):
+        return grad * self.out * (1 - self.out)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad * (1 - self.out * self.out)
+
+
+class Softmax(Function):
+    def forward(self, x, *, dim):
+        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        self.out, self.dim = e / e.sum(axis=dim, keepdims=True), dim
+        return self.out
+
+    def backward(self, grad):
+        s = self.out
+        return s * (grad - (grad * s).sum(axis=self.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, x, *, dim):
+        shifted = x - x.max(axis=dim, keepdims=True)
+        self.out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        self.dim = dim
+        return self.out
+
+    def backward(self, grad):
+        return grad - np.exp(self.out) * grad.sum(axis=self.dim, keepdims=True)
+
+
+def relu(input: Tensor) -> Tensor:
+    """``max(x, 0)`` elementwise (gradient 0 at 0, as in PyTorch)."""
+    return ReLU.apply(input)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """``x`` where positive, ``negative_slope * x`` elsewhere."""
+    return LeakyReLU.apply(input, negative_slope=negative_slope)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """``1 / (1 + exp(-x))``, computed without overflow."""
+    return Sigmoid.apply(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return Tanh.apply(input)
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``dim``, shifted by the maximum for stability."""
+    return Softmax.apply(input, dim=dim)
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+    """``log(softmax(x))`` along ``dim``, computed stably (no log of 0)."""
+    return LogSoftmax.apply(input, dim=dim)

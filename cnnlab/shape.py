@@ -1,0 +1,76 @@
+"""Shape arithmetic in one place: used by ops, layers, summary and explain alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def pair(value: int | Sequence[int], name: str = "value") -> tuple[int, int]:
+    """Normalize an int or a pair of ints to ``(h, w)``.
+
+    Raises:
+        ValueError: if ``value`` is neither an int nor a sequence of two ints.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int) or hasattr(value, "__index__"):
+        v = int(value)
+        return (v, v)
+    try:
+        items = tuple(int(v) for v in value)
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return items  # type: ignore[return-value]
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                     dilation: int = 1) -> int:
+    """Output length of a convolution or pooling window along one axis.
+
+    ``out = floor((size + 2*padding - dilation*(kernel - 1) - 1) / stride) + 1``, which for
+    ``dilation = 1`` is the familiar ``(W - F + 2P)/S + 1``.
+
+    Args:
+        size: input length (W).
+        kernel: window length (F).
+        stride: step between windows (S), at least 1.
+        padding: zeros added on each side (P), at least 0.
+        dilation: spacing between window taps (D), at least 1.
+
+    Returns:
+        The output length, at least 1.
+
+    Raises:
+        ValueError: if an argument is out of range or the output would be empty.
+
+    Example:
+        >>> conv_output_size(32, 5)
+        28
+        >>> conv_output_size(7, 3, stride=2)
+        3
+    """
+    if kernel < 1:
+        raise ValueError(f"kernel size must be at least 1, got {kernel}")
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    if padding < 0:
+        raise ValueError(f"padding must be at least 0, got {padding}")
+    if dilation < 1:
+        raise ValueError(f"dilation must be at least 1, got {dilation}")
+    span = dilation * (kernel - 1) + 1
+    padded = size + 2 * padding
+    if span > padded:
+        raise ValueError(
+            f"kernel spans {span} (kernel {kernel}, dilation {dilation}) but the padded input "
+            f"is only {padded} ({size} + 2*{padding}); use a smaller kernel or more padding"
+        )
+    return (padded - span) // stride + 1
+
+
+def is_exact(size: int, kernel: int, stride: int = 1, padding: int = 0,
+             dilation: int = 1) -> bool:
+    """True when the windows cover the padded input exactly (no rows or columns dropped)."""
+    span = dilation * (kernel - 1) + 1
+    return (size + 2 * padding - span) % stride == 0
