@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.kernels.window import col2im_taps, pad_nhwc, tap_slices, to_nhwc, unpad_nhwc, windows
+from cnnlab.kernels.window import col2im_taps, pad_nhwc, tap_slices, to_nhwc, unpad_nhwc
 
 _NO_DILATION = (1, 1)
 
 
 def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                        padding: tuple[int, int], out_hw: tuple[int, int]):
-    """Returns ``(out NCHW view of NHWC memory, argmax per window as small ints)``."""
+    """Returns ``(out NCHW view of NHWC memory, index of each window's maximum as int8)``.
+
+    Works tap by tap over strided views (K*K passes over the output, no window copy); the
+    first maximum in row-major window order wins ties, as in PyTorch.
+    """
     kh, kw = kernel
     xp = pad_nhwc(to_nhwc(x), *padding, value=-np.inf)
-    win = windows(xp, kernel, stride, _NO_DILATION, out_hw)  # (N, OH, OW, KH, KW, C)
-    n, oh, ow, _, _, c = win.shape
-    # Flatten each window's taps into one axis; the first maximum wins, as in PyTorch.
-    flat = win.reshape(n, oh, ow, kh * kw, c)
-    arg = flat.argmax(axis=3).astype(np.int16 if kh * kw > 127 else np.int8)
-    out = np.take_along_axis(flat, arg[:, :, :, None, :].astype(np.intp), axis=3)[:, :, :, 0]
+    taps = [xp[:, r, c, :] for r, c in
+            (tap_slices(i, j, stride, _NO_DILATION, out_hw) for i in range(kh) for j in range(kw))]
+    out = taps[0].copy()
+    for tap in taps[1:]:
+        np.maximum(out, tap, out=out)
+    arg = np.zeros(out.shape, dtype=np.int16 if kh * kw > 127 else np.int8)
+    for t in range(len(taps) - 1, -1, -1):  # reverse order, so the first maximum wins
+        np.copyto(arg, t, where=taps[t] == out)
     return out.transpose(0, 3, 1, 2), arg
 
 
