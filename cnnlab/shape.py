@@ -11,6 +11,9 @@ def pair(value: int | Sequence[int], name: str = "value") -> tuple[int, int]:
     Raises:
         ValueError: if ``value`` is neither an int nor a sequence of two ints.
     """
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and \
+            type(value[1]) is int:
+        return value  # the common case, already normalized by a layer
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int) or hasattr(value, "__index__"):
@@ -18,7 +21,7 @@ def pair(value: int | Sequence[int], name: str = "value") -> tuple[int, int]:
         return (v, v)
     try:
         items = tuple(int(v) for v in value)
-    except TypeError:
+    except (TypeError, ValueError):  # e.g. None, 2.5 or a string such as "same"
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     if len(items) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")

@@ -10,8 +10,10 @@ _NO_DILATION = (1, 1)
 
 
 def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                       padding: tuple[int, int], out_hw: tuple[int, int]):
-    """Returns ``(out NCHW view of NHWC memory, index of each window's maximum as int8)``.
+                       padding: tuple[int, int], out_hw: tuple[int, int],
+                       need_argmax: bool = True):
+    """Returns ``(out NCHW view of NHWC memory, index of each window's maximum as int8)``;
+    the index (needed only for the backward pass) is None unless ``need_argmax``.
 
     Works tap by tap over strided views (K*K passes over the output, no window copy); the
     first maximum in row-major window order wins ties, as in PyTorch.
@@ -23,6 +25,8 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
     out = taps[0].copy()
     for tap in taps[1:]:
         np.maximum(out, tap, out=out)
+    if not need_argmax:
+        return out.transpose(0, 3, 1, 2), None
     arg = np.zeros(out.shape, dtype=np.int16 if kh * kw > 127 else np.int8)
     for t in range(len(taps) - 1, -1, -1):  # reverse order, so the first maximum wins
         np.copyto(arg, t, where=taps[t] == out)

@@ -33,12 +33,14 @@ def windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     """A read-only (N, OH, OW, KH, KW, C) view of every window of a padded NHWC array."""
     n, _, _, c = xp.shape
     sn, sh, sw, sc = xp.strides
-    return as_strided(
-        xp,
-        shape=(n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
-        strides=(sn, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1], sc),
-        writeable=False,
-    )
+    shape = (n, out_hw[0], out_hw[1], kernel[0], kernel[1], c)
+    strides = (sn, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1], sc)
+    if xp.flags.c_contiguous:
+        # Same view as as_strided, at a fraction of its call overhead (matters at batch 1).
+        view = np.ndarray(shape, xp.dtype, buffer=xp, strides=strides)
+        view.flags.writeable = False
+        return view
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
 def tap_slices(i: int, j: int, stride: tuple[int, int], dilation: tuple[int, int],

@@ -15,6 +15,11 @@ from cnnlab.shape import pair
 from cnnlab.tensor import Tensor
 
 
+def _named(layer: Module, exc: ValueError) -> ValueError:
+    """The functional op's error, prefixed with the layer's own description."""
+    return ValueError(f"{layer!r}: {exc}")
+
+
 def _positive_int(value: Any, name: str, layer: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
@@ -73,11 +78,11 @@ class Conv2d(Module):
             self.bias.data[...] = init.uniform(self.bias.shape, 1 / math.sqrt(fan_in))
 
     def forward(self, x: Tensor) -> Tensor:
-        # Validate here so the message names this layer, not a generic op.
-        conv.conv2d_output_hw(x.shape, self.weight.shape, self.stride, self.padding,
-                              self.dilation, self.groups, who=repr(self))
-        return conv.conv2d(x, self.weight, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups)
+        try:
+            return conv.conv2d(x, self.weight, self.bias, self.stride, self.padding,
+                               self.dilation, self.groups)
+        except ValueError as exc:  # name this layer, not a generic op
+            raise _named(self, exc) from None
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
@@ -140,9 +145,6 @@ class _Pool2d(Module):
             raise ValueError(f"{type(self).__name__}: padding {self.padding} must be at most "
                              f"half the kernel size {self.kernel_size}")
 
-    def _check(self, x: Tensor) -> None:
-        pool.pool2d_output_hw(x.shape, self.kernel_size, self.stride, self.padding, repr(self))
-
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}"
         if self.stride != self.kernel_size:
@@ -160,8 +162,10 @@ class MaxPool2d(_Pool2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return pool.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        try:
+            return pool.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        except ValueError as exc:  # name this layer, not a generic op
+            raise _named(self, exc) from None
 
 
 class AvgPool2d(_Pool2d):
@@ -172,8 +176,10 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check(x)
-        return pool.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        try:
+            return pool.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        except ValueError as exc:  # name this layer, not a generic op
+            raise _named(self, exc) from None
 
 
 class AdaptiveAvgPool2d(Module):
@@ -339,7 +345,7 @@ class Sequential(Module):
             except ValueError as exc:
                 if getattr(exc, "_cnnlab_located", False):
                     raise
-                located = ValueError(f"layer {i} ({type(layer).__name__}): {exc}")
+                located = ValueError(f"layer {i}: {exc}")
                 located._cnnlab_located = True  # type: ignore[attr-defined]
                 raise located from exc
         return x

@@ -33,7 +33,8 @@ def pool2d_output_hw(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, pa
 class MaxPool2d(Function):
     def forward(self, x, *, kernel_size, stride, padding, out_hw):
         self.x_shape, self.opts = x.shape, (kernel_size, stride, padding)
-        out, self.arg = kernel.max_pool2d_forward(x, kernel_size, stride, padding, out_hw)
+        out, self.arg = kernel.max_pool2d_forward(x, kernel_size, stride, padding, out_hw,
+                                                  need_argmax=self.needs_grad[0])
         return out
 
     def backward(self, grad):
