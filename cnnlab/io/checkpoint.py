@@ -1,0 +1,247 @@
+"""Training checkpoints: everything needed to resume a run, in one safetensors file.
+
+Arrays become tensors, everything else JSON text in ``__metadata__``::
+
+    model.<name>               the model's state_dict
+    optim.state.<i>.<key>      the optimizer's per-parameter arrays (e.g. Adam's exp_avg)
+    __metadata__["format"]     "cnnlab-checkpoint", "format_version": "1"
+    __metadata__["checkpoint"] JSON: epoch, optimizer param_groups and scalar state (step
+                               counts), scheduler state, RNG state, extra, model spec
+
+JSON keeps Python ints exact however big (a PCG64 state is a 128-bit number). Tuples and
+dicts with non-string keys (the optimizer's ``{0: {...}}``) are tagged so they come back as
+they went in; arrays inside the scheduler, RNG or extra parts are stored as tensors too.
+The file is written atomically, so a crash mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cnnlab.io import safetensors
+from cnnlab.io.errors import ModelFileError
+from cnnlab.io.model_file import check_weights
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "restore_checkpoint", "save_checkpoint"]
+
+FORMAT = "cnnlab-checkpoint"
+FORMAT_VERSION = 1
+
+# Tags for what JSON cannot say directly; a dict with one of these keys is rebuilt.
+_ARRAY, _TUPLE, _ITEMS = "__array__", "__tuple__", "__items__"
+
+
+def _encode(value: Any, path: list[str], arrays: dict[str, np.ndarray]) -> Any:
+    """A JSON-able copy of ``value``; arrays are moved to ``arrays`` under a dotted name."""
+    where = ".".join(path)
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        if where in arrays:
+            raise ValueError(f"checkpoint: two arrays would both be stored as {where!r}")
+        arrays[where] = value
+        return {_ARRAY: where}
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode(v, [*path, str(i)], arrays) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, [*path, str(i)], arrays) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        plain = all(isinstance(k, str) for k in value) and not {_ARRAY, _TUPLE, _ITEMS} & set(value)
+        if plain:
+            return {k: _encode(v, [*path, k], arrays) for k, v in value.items()}
+        return {
+            _ITEMS: [
+                [_encode(k, [*path, "key"], arrays), _encode(v, [*path, str(k)], arrays)]
+                for k, v in value.items()
+            ]
+        }
+    raise ValueError(
+        f"checkpoint: cannot store {where or 'a value'} of type {type(value).__name__}; "
+        "use numbers, strings, lists, dicts, tuples and NumPy arrays"
+    )
+
+
+def _decode(value: Any, arrays: dict[str, np.ndarray], used: set[str]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, arrays, used) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and _ARRAY in value:
+        name = value[_ARRAY]
+        if name not in arrays:
+            raise ValueError(f"refers to tensor {name!r}, which the file does not have")
+        used.add(name)
+        return arrays[name]
+    if len(value) == 1 and _TUPLE in value:
+        return tuple(_decode(v, arrays, used) for v in value[_TUPLE])
+    if len(value) == 1 and _ITEMS in value:
+        items = [[_decode(k, arrays, used), _decode(v, arrays, used)] for k, v in value[_ITEMS]]
+        return {_hashable(k): v for k, v in items}
+    return {k: _decode(v, arrays, used) for k, v in value.items()}
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, (list, tuple)) else key
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: Any,
+    optimizer: Any = None,
+    scheduler: Any = None,
+    epoch: int,
+    rng_state: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Write a training checkpoint atomically (the old file survives a failed write).
+
+    Args:
+        path: the file (``.safetensors`` by convention); parent directories are created.
+        model: its ``state_dict()`` is stored under ``model.<name>``; its ``spec``, if any.
+        optimizer: anything with ``state_dict()`` (cnnlab.optim); arrays go to
+            ``optim.state.<i>.<key>``, the rest to JSON.
+        scheduler: anything with a ``state_dict()`` of plain data.
+        epoch: the number of finished epochs (int >= 0).
+        rng_state: e.g. ``cnnlab.random.get_rng_state()``; big ints are kept exactly.
+        extra: any other JSON-able data (arrays allowed), e.g. the metric history.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: for a negative or non-int epoch or a value that cannot be stored.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"save_checkpoint: epoch must be an int >= 0, got {epoch!r}")
+    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+    arrays: dict[str, np.ndarray] = {}
+    record = {
+        "epoch": int(epoch),
+        "cnnlab_version": _version(),
+        "spec": _encode(getattr(model, "spec", None), ["spec"], arrays),
+        "optimizer": None
+        if optimizer is None
+        else _encode(optimizer.state_dict(), ["optim"], arrays),
+        "optimizer_type": None if optimizer is None else type(optimizer).__name__,
+        "scheduler": None
+        if scheduler is None
+        else _encode(scheduler.state_dict(), ["sched"], arrays),
+        "rng_state": _encode(rng_state, ["rng"], arrays),
+        "extra": _encode(extra, ["extra"], arrays),
+    }
+    clash = sorted(set(arrays) & set(tensors))
+    if clash:
+        raise ValueError(f"checkpoint: array names {clash} clash with model weights")
+    tensors.update(arrays)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "checkpoint": json.dumps(record),
+    }
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    safetensors.save_file(tensors, path, metadata)
+    return path
+
+
+def _version() -> str:
+    from cnnlab import __version__
+
+    return __version__
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns:
+        ``{"epoch", "model" (name -> array), "optimizer" (state_dict or None),
+        "optimizer_type", "scheduler" (state_dict or None), "rng_state", "extra", "spec",
+        "cnnlab_version"}``; values come back as they were saved (ints, tuples, int keys).
+
+    Raises:
+        ModelFileError: a damaged or non-checkpoint file (e.g. a model file).
+    """
+    source = os.fspath(path)
+    tensors, metadata = safetensors.load_file_with_metadata(source)
+    fmt = metadata.get("format")
+    if fmt == "cnnlab-model":
+        raise ModelFileError(
+            f"{source}: this is a model file, not a training checkpoint; load it with "
+            "cnnlab.load(path)."
+        )
+    if fmt != FORMAT or "checkpoint" not in metadata:
+        raise ModelFileError(
+            f"{source}: not a cnnlab checkpoint (its __metadata__ has no 'format': "
+            f"'{FORMAT}'); pass a file written by cnnlab.io.save_checkpoint."
+        )
+    version = metadata.get("format_version", "")
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{source}: checkpoint format version {version!r}, but this cnnlab reads version "
+            f"{FORMAT_VERSION}; upgrade cnnlab or use the version that wrote it."
+        )
+    try:
+        record = json.loads(metadata["checkpoint"])
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise ValueError("expected an object with an int 'epoch'")
+        used: set[str] = set()
+        others = {k: v for k, v in tensors.items() if not k.startswith("model.")}
+        result = {key: _decode(value, others, used) for key, value in record.items()}
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{source}: the checkpoint record is invalid ({exc}); the file is damaged."
+        ) from None
+    unused = sorted(set(others) - used)
+    if unused:
+        raise ModelFileError(
+            f"{source}: tensors {unused[:5]} belong to nothing in the checkpoint record; "
+            "the file is damaged or was edited."
+        )
+    result["model"] = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return result
+
+
+def restore_checkpoint(
+    ckpt: Mapping[str, Any], model: Any, optimizer: Any = None, scheduler: Any = None
+) -> int:
+    """Load a checkpoint's states into a model (and optimizer, scheduler) built as before.
+
+    The RNG state is left to the caller: ``cnnlab.random.set_rng_state(ckpt["rng_state"])``.
+
+    Args:
+        ckpt: the dict from :func:`load_checkpoint`.
+        model: a model with the same architecture.
+        optimizer, scheduler: built the same way as when saving; skipped when None.
+
+    Returns:
+        The checkpoint's epoch (finished epochs), i.e. where to resume.
+
+    Raises:
+        ModelFileError: weights that do not fit the model, or optimizer/scheduler state
+            asked for but not in the checkpoint.
+        ValueError: from the optimizer's or scheduler's ``load_state_dict``.
+    """
+    check_weights(model, ckpt["model"], "checkpoint")
+    model.load_state_dict(ckpt["model"], strict=True)
+    for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if target is None:
+            continue
+        if ckpt.get(name) is None:
+            raise ModelFileError(
+                f"checkpoint: it has no {name} state, so the {name} cannot be restored; "
+                f"pass {name}=None to start it fresh."
+            )
+        target.load_state_dict(ckpt[name])
+    return int(ckpt["epoch"])
