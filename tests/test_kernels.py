@@ -1,0 +1,75 @@
+"""The speed paths inside the conv kernel each agree with the textbook reference.
+
+The kernel picks among several ways to compute the same thing (channel-major windows for
+thin inputs, the input gradient as a full convolution at stride 1, or GEMM + col2im); each
+path is forced here on shapes that select it and compared with finite differences' partner,
+the naive loop reference, so none is left untested by the choice of test shapes.
+"""
+
+import numpy as np
+import pytest
+
+import cnnlab
+from cnnlab.kernels import conv as kconv
+from cnnlab.nn import functional as F
+from cnnlab.ops.reference import conv2d_naive
+from cnnlab.shape import pair
+
+
+def _conv_grads(x, w, b, **opts):
+    X = cnnlab.Tensor(x, requires_grad=True)
+    W = cnnlab.Tensor(w, requires_grad=True)
+    B = cnnlab.Tensor(b, requires_grad=True)
+    out = F.conv2d(X, W, B, **opts)
+    g = np.random.default_rng(7).standard_normal(out.shape)
+    out.backward(g)
+    return out.data, g, X.grad, W.grad, B.grad
+
+
+def _numeric_grads(x, w, b, g, **opts):
+    """Central differences of sum(g * conv(x, w, b)) through the forward pass (float64)."""
+    def objective(x_, w_, b_):
+        return float(np.sum(g * F.conv2d(cnnlab.Tensor(x_), cnnlab.Tensor(w_),
+                                         cnnlab.Tensor(b_), **opts).data))
+
+    grads = []
+    for which, arr in enumerate((x, w, b)):
+        num = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            args = [x.copy(), w.copy(), b.copy()]
+            args[which][idx] += 1e-6
+            up = objective(*args)
+            args[which][idx] -= 2e-6
+            num[idx] = (up - objective(*args)) / 2e-6
+        grads.append(num)
+    return grads
+
+
+@pytest.mark.parametrize(
+    "c, f, opts, path",
+    [
+        (1, 3, dict(stride=1, padding=2), "channel-major"),
+        (3, 4, dict(stride=2, padding=1, dilation=2), "channel-major"),
+        (16, 8, dict(stride=1, padding=1), "full-conv"),
+        (16, 16, dict(stride=1, padding=(2, 1), dilation=(2, 1)), "full-conv"),
+        (16, 32, dict(stride=1, padding=1), "col2im"),
+        (16, 8, dict(stride=2, padding=1), "col2im"),
+        (16, 8, dict(stride=1, padding=1, groups=2), "col2im"),
+    ],
+)
+def test_each_kernel_path_matches_the_reference(c, f, opts, path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, c, 6, 5))
+    w = rng.standard_normal((f, c // opts.get("groups", 1), 3, 2))
+    b = rng.standard_normal(f)
+    stride, padding, dilation = (pair(opts.get(k, d)) for k, d in
+                                 (("stride", 1), ("padding", 0), ("dilation", 1)))
+    full = kconv._full_conv_applies(stride, padding, dilation, opts.get("groups", 1),
+                                    (3, 2), c, f)
+    assert full == (path == "full-conv")
+    assert (c <= kconv.CHANNEL_MAJOR_MAX_C) == (path == "channel-major")
+
+    out, g, dx, dw, db = _conv_grads(x, w, b, **opts)
+    np.testing.assert_allclose(out, conv2d_naive(x, w, b, **opts), rtol=1e-12, atol=1e-12)
+    for analytic, numeric in zip((dx, dw, db), _numeric_grads(x, w, b, g, **opts), strict=True):
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6)
