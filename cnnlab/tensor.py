@@ -28,15 +28,20 @@ class no_grad(contextlib.ContextDecorator):
         False
     """
 
+    def __init__(self) -> None:
+        # A stack, not one slot: a decorated function re-enters the same instance when it
+        # recurses, and each exit must restore what its own enter saw.
+        self._prev: list[bool] = []
+
     def __enter__(self) -> no_grad:
         global _grad_enabled
-        self._prev = _grad_enabled
+        self._prev.append(_grad_enabled)
         _grad_enabled = False
         return self
 
     def __exit__(self, *exc: object) -> None:
         global _grad_enabled
-        _grad_enabled = self._prev
+        _grad_enabled = self._prev.pop()
 
 
 def is_grad_enabled() -> bool:
@@ -64,8 +69,9 @@ class Tensor:
     """An n-dimensional array that remembers how it was made, so gradients can flow back.
 
     Args:
-        data: array-like. Python numbers and lists become float32; a NumPy float64 array
-            stays float64 (useful for gradient checks); integer arrays stay integer.
+        data: array-like. Python floats and lists of floats become float32; a NumPy float64
+            array stays float64 (useful for gradient checks); integers (Python ints, lists of
+            ints, integer arrays) stay integer, as in PyTorch.
         requires_grad: record operations on this tensor and fill ``.grad`` on ``backward()``.
         dtype: force a dtype.
 
@@ -156,7 +162,8 @@ class Tensor:
 
         order = _topological_order(self)
         grads: dict[int, np.ndarray] = {id(self): grad}
-        given: set[int] = set()  # arrays already handed to a leaf, so none is shared
+        # Arrays already handed out (to a leaf, or the caller's own grad), so none is shared.
+        given: set[int] = {id(grad)}
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
@@ -165,7 +172,8 @@ class Tensor:
             if ctx is None:
                 if node.requires_grad:
                     if node.grad is None:
-                        node.grad = g.copy() if id(g) in given else g
+                        # A view (g.base set) may share memory with another leaf's gradient.
+                        node.grad = g.copy() if id(g) in given or g.base is not None else g
                         given.add(id(node.grad))
                     else:
                         node.grad = node.grad + g
@@ -264,6 +272,10 @@ class Tensor:
         return _basic.Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        if self.data.dtype.kind != "f":
+            # The scale 1/count would be cast to the integer dtype (0) and give a wrong mean.
+            raise TypeError(f"mean() needs a floating-point tensor, got dtype {self.dtype}; "
+                            "convert it first, e.g. cnnlab.Tensor(x.data.astype(np.float32))")
         count = self.data.size if axis is None else int(
             np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count)

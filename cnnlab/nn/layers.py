@@ -343,9 +343,10 @@ class Sequential(Module):
             try:
                 x = layer(x)
             except ValueError as exc:
-                if getattr(exc, "_cnnlab_located", False):
-                    raise
-                located = ValueError(f"layer {i}: {exc}")
-                located._cnnlab_located = True  # type: ignore[attr-defined]
-                raise located from exc
+                # From a nested Sequential: (its path, the original message) -> "layer 1.0: ..."
+                inner = getattr(exc, "_cnnlab_located", None)
+                path, message = (f"{i}.{inner[0]}", inner[1]) if inner else (str(i), str(exc))
+                located = ValueError(f"layer {path}: {message}")
+                located._cnnlab_located = (path, message)  # type: ignore[attr-defined]
+                raise located from (exc.__cause__ if inner else exc)
         return x

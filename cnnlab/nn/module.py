@@ -172,12 +172,10 @@ class Module:
             KeyError: with ``strict``, if keys are missing or unexpected (all are listed).
             ValueError: if an array's shape differs from the parameter's.
         """
-        targets: dict[str, tuple[Any, str]] = {}
+        # The names state_dict() writes: a parameter shared by two modules appears once.
+        targets: dict[str, tuple[Any, str]] = {
+            name: (p, "") for name, p in self.named_parameters()}
         for mod_name, module in self.named_modules():
-            for name, value in module._members():
-                if isinstance(value, Parameter):
-                    targets.setdefault(f"{mod_name}.{name}" if mod_name else name,
-                                       (value, ""))
             for name in module._buffer_names:
                 targets[f"{mod_name}.{name}" if mod_name else name] = (module, name)
         missing = [k for k in targets if k not in state_dict]

@@ -109,6 +109,10 @@ class MatMul(Function):
 
     def backward(self, grad):
         a, b = self.a, self.b
+        if a.ndim == 1 and b.ndim == 1:  # inner product: grad is a scalar
+            ga = grad * b if self.needs_grad[0] else None
+            gb = grad * a if self.needs_grad[1] else None
+            return ga, gb
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g = grad
