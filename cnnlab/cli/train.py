@@ -1,0 +1,399 @@
+"""``cnnlab train``: train a network on a dataset, keep every epoch, report test accuracy.
+
+With no arguments it trains the default network on the digits that ship with cnnlab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnlab.cli.main import CLIError
+
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+CURVES_FILE = "curves.png"
+
+# Settings that shape the run; a resumed run must keep them, or it would not end with the
+# weights an uninterrupted run has.
+FIXED_ON_RESUME = ("data", "arch", "batch_size", "lr", "optimizer", "weight_decay",
+                   "schedule", "augment", "val_split", "seed", "limit", "patience")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` command."""
+    from cnnlab.train.recipes import DATASETS
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a network (default: the built-in digits)",
+        description=(
+            "Train a convolutional network and report its accuracy on the test set. With no "
+            "arguments: the default network on the 8x8 digits that ship with cnnlab (well "
+            "under a minute). Every epoch is checkpointed; Ctrl-C saves and stops, and "
+            "--resume DIR continues exactly where the run stopped."
+        ),
+        epilog=(
+            "files in --out: model.safetensors (the trained model, for evaluate/predict), "
+            "checkpoint.safetensors (for --resume), history.json and history.csv (loss, "
+            "accuracy and lr per epoch), curves.png (if matplotlib is installed)."
+        ),
+    )
+    p.add_argument("--data", metavar="NAME|PATH",
+                   help=f"{', '.join(DATASETS)} (default digits), or a folder of images "
+                        "PATH/<class>/<image> (or PATH/train/... and PATH/test/...)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the dataset files are (default $CNNLAB_DATA or ~/.cache/cnnlab)")
+    p.add_argument("--download", action="store_true",
+                   help="download the dataset if its files are missing")
+    p.add_argument("--arch", metavar="STRING|PRESET",
+                   help="architecture string such as conv3x3x16p1-relu-pool2-fc10, or a preset "
+                        "name (see `cnnlab summary --help`); default: the dataset's preset")
+    p.add_argument("--epochs", type=_positive_int, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument("--lr", type=_positive_float, metavar="X", help="learning rate")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--weight-decay", type=_non_negative_float, metavar="X")
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"],
+                   help="learning-rate schedule: cosine to zero (default), x0.1 every third "
+                        "of the run, or constant")
+    p.add_argument("--augment", choices=["none", "crop", "crop-flip"],
+                   help="random shifts (crop) and mirror images (flip) of training batches")
+    p.add_argument("--val-split", type=_fraction, metavar="F",
+                   help="share of the training set held out for validation (default 0.1)")
+    p.add_argument("--patience", type=_positive_int, metavar="N",
+                   help="stop early after N epochs without a lower validation loss")
+    p.add_argument("--limit", type=_positive_int, metavar="N",
+                   help="train on a random subset of N training images (quick trials)")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--no-plot", action="store_true",
+                   help="don't draw curves.png (drawing needs matplotlib and a second or two)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default runs/<data>-<date>-<time>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run saved in DIR (its settings are reused; --epochs "
+                        "may raise the total)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show full tracebacks on errors")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train as ``args`` says; 0 on success, 130 when stopped by Ctrl-C (checkpoint saved)."""
+    import numpy as np
+
+    import cnnlab
+    from cnnlab import train as T
+    from cnnlab.data import (
+        Compose,
+        Normalize,
+        RandomCrop,
+        RandomHorizontalFlip,
+        compute_mean_std,
+        train_val_split,
+    )
+
+    config, out, resume = _config(args)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # Data: the validation set comes out of the training set; the test set is only used
+    # for the final number.
+    full = open_data(config["data"], "train", data_dir=config["data_dir"],
+                     download=config["download"])
+    _notes(full)
+    if config["limit"] is not None and config["limit"] < len(full):
+        pick = np.sort(np.random.default_rng(config["seed"]).permutation(len(full))[
+            : config["limit"]])
+        full = _subset(full, pick)
+    train_set, val_set = train_val_split(full, config["val_split"], seed=config["seed"])
+    input_shape = tuple(int(d) for d in train_set.images.shape[1:])
+    test_set = open_data(config["data"], "test", data_dir=config["data_dir"],
+                         download=config["download"], channels=input_shape[0],
+                         size=input_shape[1:], classes=list(full.classes))
+    if test_set is not None:
+        _notes(test_set)
+    mean, std = compute_mean_std(train_set.images)
+    normalize = Normalize(mean, std)
+    augment = []
+    if config["augment"] != "none":
+        pad = max(1, input_shape[1] // 14)
+        augment.append(RandomCrop(input_shape[1:], padding=pad))
+    if config["augment"] == "crop-flip":
+        augment.append(RandomHorizontalFlip())
+    train_transform = Compose([*augment, normalize]) if augment else normalize
+
+    # Model, optimizer, schedule: all seeded, so the same settings give the same run.
+    cnnlab.manual_seed(config["seed"])
+    shuffle = np.random.default_rng([config["seed"], 1])
+    arch = config["arch"] or _default_arch(input_shape)
+    try:
+        model = cnnlab.arch.build(arch, input_shape, num_classes=len(full.classes))
+    except ValueError as exc:  # the first line names the token; the rest draws a caret
+        raise CLIError(f"--arch: {str(exc).splitlines()[0]}") from None
+    model.spec["classes"] = list(full.classes)
+    model.spec["normalization"] = {"mean": list(mean), "std": list(std)}
+    optimizer = _optimizer(config, model.parameters())
+    scheduler = _scheduler(config, optimizer)
+
+    n_params = sum(int(p.data.size) for p in model.parameters())
+    c, h, w = input_shape
+    test_text = f"{len(test_set):,} test" if test_set is not None else "no test"
+    print(f"data: {config['name']}, {len(train_set):,} training, {len(val_set):,} validation, "
+          f"{test_text} images ({c}x{h}x{w}, {len(full.classes)} classes)")
+    print(f"model: {model.spec['arch']} ({n_params:,} parameters)")
+    print(f"training: {config['epochs']} epochs, batch {config['batch_size']}, "
+          f"{config['optimizer']} lr {config['lr']:g}, {config['schedule']} schedule, "
+          f"seed {config['seed']} -> {out}")
+    if resume is not None:
+        done, batch = resume["epoch"], resume["extra"]["batch"]
+        where = f"epoch {done + 1}, batch {batch}" if batch else f"the end of epoch {done}"
+        print(f"resuming from {resume['path']} at {where}")
+        if done >= config["epochs"] and not batch:
+            print(f"note: the run has already trained {done} epochs; pass --epochs N (more "
+                  f"than {done}) to train further", file=sys.stderr)
+
+    checkpoint = T.Checkpoint(out / CHECKPOINT_FILE, meta={"config": config})
+    early = T.EarlyStopping(patience=config["patience"]) if config["patience"] else None
+    callbacks = [
+        T.ProgressBar(),
+        T.HistoryFile(out / HISTORY_JSON, out / HISTORY_CSV),
+        checkpoint,
+        *([early] if early else []),
+    ]
+    try:
+        state = T.fit(model, optimizer, train_set, val_data=(normalize(val_set.images),
+                      val_set.labels), epochs=config["epochs"], batch_size=config["batch_size"],
+                      scheduler=scheduler, callbacks=callbacks, generator=shuffle,
+                      transform=train_transform, resume=resume)
+    except cnnlab.NonFiniteLossError as exc:
+        raise CLIError(f"{exc}; {_last_good(checkpoint)}; try a lower --lr") from exc
+
+    if state.stop_reason == "interrupted":
+        where = (f"epoch {state.epoch + 1}, batch {state.batch}/{state.num_batches}"
+                 if state.batch else f"the end of epoch {state.epoch}")
+        print(f"\ninterrupted at {where}; checkpoint saved to {checkpoint.path}\n"
+              f"continue with: cnnlab train --resume {out}", file=sys.stderr)
+        return 130
+    if early is not None and state.stop_reason == "early_stopping":
+        print(early.message)
+
+    result = None
+    if test_set is not None:
+        result = T.evaluate(model, test_set, transform=normalize)
+        print(f"test accuracy: {result.accuracy:.2%} ({result.correct:,}/{result.n:,}), "
+              f"loss {result.loss:.4f}")
+    # What evaluate needs to find the same data again, and the run's result.
+    info = {"data": config["name"], "data_arg": config["data"],
+            "data_dir": config["data_dir"], "epochs": state.epoch}
+    if result is not None:
+        info.update(test_accuracy=result.accuracy, test_loss=result.loss, test_n=result.n)
+    cnnlab.save(model, out / MODEL_FILE, meta={"training": info})
+    if not args.no_plot:
+        _plot(state.history, out / CURVES_FILE)
+    print(f"saved model to {out / MODEL_FILE}")
+    print(f"  (also in {out}: {_listing(out)})")
+    return 0
+
+
+# ------------------------------------------------------------------------ configuration
+
+
+def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None]:
+    """Settings of the run: defaults of the dataset's recipe, then the options given; for
+    --resume the settings saved in the checkpoint (returned too)."""
+    from cnnlab.train.checkpoint import read_checkpoint
+    from cnnlab.train.recipes import DATASETS, data_name, recipe_for
+
+    given = {k: getattr(args, k) for k in ("data", "arch", "epochs", "batch_size", "lr",
+                                           "optimizer", "weight_decay", "schedule",
+                                           "augment", "val_split", "patience", "limit",
+                                           "seed")}
+    if given["data"] not in (None, *DATASETS) and Path(given["data"]).expanduser().is_dir():
+        # Absolute, so that evaluate and --resume find the folder from anywhere.
+        given["data"] = str(Path(given["data"]).expanduser().resolve())
+    data_dir = None if args.data_dir is None else str(Path(args.data_dir).expanduser().resolve())
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        path = run_dir if run_dir.is_file() else run_dir / CHECKPOINT_FILE
+        if not path.is_file():
+            raise CLIError(f"--resume {args.resume}: no {CHECKPOINT_FILE} there; give the --out "
+                           "folder of the run to continue")
+        try:
+            ckpt = read_checkpoint(path)
+            config = dict(ckpt["extra"]["meta"]["config"])
+        except (ValueError, KeyError) as exc:
+            raise CLIError(f"--resume {args.resume}: {str(exc).splitlines()[0]}") from None
+        ckpt["path"] = path
+        for key in FIXED_ON_RESUME:
+            if given[key] is not None and given[key] != config[key]:
+                raise CLIError(
+                    f"--{key.replace('_', '-')} {given[key]} differs from the run being resumed "
+                    f"({config[key]}); drop it: a resumed run keeps its settings"
+                )
+        if args.out is not None and Path(args.out).resolve() != path.parent.resolve():
+            raise CLIError("--out cannot change when resuming: the run continues in "
+                           f"{path.parent}")
+        if given["epochs"] is not None:
+            config["epochs"] = given["epochs"]
+        if data_dir is not None:
+            config["data_dir"] = data_dir
+        config["download"] = bool(args.download)
+        return config, path.parent, ckpt
+
+    data = given["data"] or "digits"
+    recipe = recipe_for(data).as_dict()
+    if given["optimizer"] not in (None, recipe["optimizer"]) and given["weight_decay"] is None:
+        recipe["weight_decay"] = 1e-2 if given["optimizer"] == "adamw" else 0.0
+    config = {k: (given[k] if given.get(k) is not None else v) for k, v in recipe.items()}
+    config.update(
+        data=data,
+        name=data_name(data),
+        data_dir=data_dir,
+        download=bool(args.download),
+        val_split=given["val_split"] if given["val_split"] is not None else 0.1,
+        patience=given["patience"],
+        limit=given["limit"],
+        seed=given["seed"] if given["seed"] is not None else 0,
+    )
+    if not config["arch"]:
+        config["arch"] = None
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if (out / CHECKPOINT_FILE).exists():
+        raise CLIError(f"{out} already holds a training run; continue it with --resume {out} "
+                       "or choose another --out")
+    return config, out, None
+
+
+def _default_arch(input_shape: tuple[int, int, int]) -> str:
+    from cnnlab.train.recipes import default_arch
+
+    return default_arch(input_shape)
+
+
+def _optimizer(config: dict[str, Any], params):
+    from cnnlab import optim
+
+    params = list(params)
+    lr, wd = config["lr"], config["weight_decay"]
+    if config["optimizer"] == "sgd":
+        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if config["optimizer"] == "adamw":
+        return optim.AdamW(params, lr=lr, weight_decay=wd)
+    return optim.Adam(params, lr=lr, weight_decay=wd)
+
+
+def _scheduler(config: dict[str, Any], optimizer):
+    from cnnlab import optim
+
+    if config["schedule"] == "cosine":
+        return optim.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+    if config["schedule"] == "step":
+        return optim.StepLR(optimizer, step_size=max(1, config["epochs"] // 3), gamma=0.1)
+    return None
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def open_data(data: str, split: str, **kwargs):
+    """``cnnlab.train.recipes.open_data``, with its errors cut to one line for the terminal."""
+    from cnnlab.data import DataFormatError, DownloadError
+    from cnnlab.train import recipes
+
+    try:
+        return recipes.open_data(data, split, **kwargs)
+    except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        message = lines[0]
+        if len(lines) > 1:  # the rest (where to get the files, say) is in --debug
+            message += " (--debug shows more)"
+        if data in recipes.DATASETS and data != "digits" and isinstance(exc, FileNotFoundError):
+            message += "; add --download to fetch it, or point --data-dir at the files"
+        raise CLIError(message) from exc
+
+
+def _subset(dataset, idx):
+    from cnnlab.data import ArrayDataset
+
+    part = ArrayDataset(dataset.images[idx], dataset.labels[idx], dataset.classes)
+    part.notes = list(getattr(dataset, "notes", []))
+    return part
+
+
+def _notes(dataset) -> None:
+    for note in getattr(dataset, "notes", []):
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _last_good(checkpoint) -> str:
+    if checkpoint.saved_epoch is None:
+        if checkpoint.path.exists():
+            return f"the last good checkpoint is {checkpoint.path}"
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint is {checkpoint.path} (epoch {checkpoint.saved_epoch})"
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    """Draw curves.png when the inspect package and matplotlib are there; never fail."""
+    try:
+        from cnnlab.inspect.curves import plot_history
+    except ImportError:
+        return
+    try:
+        plot_history(history, path)
+    except ImportError:
+        return  # matplotlib is optional
+    except Exception as exc:  # a picture is not worth failing a finished run
+        print(f"note: could not draw {path.name}: {exc}", file=sys.stderr)
+
+
+def _listing(out: Path) -> str:
+    names = [CHECKPOINT_FILE, HISTORY_JSON, HISTORY_CSV, CURVES_FILE]
+    return ", ".join(n for n in names if (out / n).exists())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}"
+                                         ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
