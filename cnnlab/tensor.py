@@ -200,10 +200,13 @@ class Tensor:
 
     # ----- operators (implemented in cnnlab.ops.basic) ------------------------------------
     def _lift(self, other: Any) -> Tensor:
-        """Numbers and arrays become constant tensors of this tensor's dtype."""
+        """Numbers and arrays become constants: of this tensor's dtype when it is floating
+        (so ``x * 0.5`` stays float32), by the usual rules otherwise (``int * 0.5`` is float)."""
         if isinstance(other, Tensor):
             return other
-        return Tensor(np.asarray(other, dtype=self.data.dtype))
+        if self.data.dtype.kind == "f":
+            return Tensor(np.asarray(other, dtype=self.data.dtype))
+        return Tensor(other)
 
     def __add__(self, other: Any) -> Tensor:
         return _basic.Add.apply(self, self._lift(other))

@@ -404,3 +404,19 @@ def test_dropout_uses_given_generator_not_global():
     b = F.dropout(x, 0.5, generator=np.random.default_rng(1)).data
     assert cnnlab.random.get_rng_state() == before
     np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_precision_arithmetic_gives_each_input_its_own_dtype_gradient():
+    a = cnnlab.Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    b = cnnlab.Tensor(np.array([3.0, 4.0], dtype=np.float64), requires_grad=True)
+    out = (a * b + a - b / a).sum()
+    assert out.dtype == np.float64
+    out.backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    np.testing.assert_allclose(a.grad, [3 + 1 + 3 / 1, 4 + 1 + 4 / 4], rtol=1e-6)
+    np.testing.assert_allclose(b.grad, [1 - 1 / 1, 2 - 1 / 2])
+
+
+def test_integer_tensor_times_a_float_is_float():
+    x = cnnlab.Tensor(np.array([1, 2, 3]))
+    assert (x * 0.5).data.tolist() == [0.5, 1.0, 1.5]

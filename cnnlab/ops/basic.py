@@ -9,8 +9,16 @@ import numpy as np
 from cnnlab.tensor import Function
 
 
-def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a broadcast gradient back to the shape of the input it came from."""
+def unbroadcast(grad: np.ndarray, like: np.ndarray | tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back to the shape of the input it came from.
+
+    Given the input array itself (not just its shape), the gradient also takes the input's
+    dtype: float32 + float64 computes in float64, but each input's gradient keeps its own
+    precision, as in PyTorch's type promotion.
+    """
+    shape = like if isinstance(like, tuple) else like.shape
+    if not isinstance(like, tuple) and grad.dtype != like.dtype:
+        grad = grad.astype(like.dtype)
     if grad.shape == shape:
         return grad
     extra = grad.ndim - len(shape)
@@ -24,21 +32,21 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 class Add(Function):
     def forward(self, a, b):
-        self.shapes = a.shape, b.shape
+        self.a, self.b = a, b
         return a + b
 
     def backward(self, grad):
-        return unbroadcast(grad, self.shapes[0]), unbroadcast(grad, self.shapes[1])
+        return unbroadcast(grad, self.a), unbroadcast(grad, self.b)
 
 
 class Sub(Function):
     def forward(self, a, b):
-        self.shapes = a.shape, b.shape
+        self.a, self.b = a, b
         return a - b
 
     def backward(self, grad):
-        gb = -unbroadcast(grad, self.shapes[1]) if self.needs_grad[1] else None
-        return unbroadcast(grad, self.shapes[0]), gb
+        gb = -unbroadcast(grad, self.b) if self.needs_grad[1] else None
+        return unbroadcast(grad, self.a), gb
 
 
 class Mul(Function):
@@ -47,8 +55,8 @@ class Mul(Function):
         return a * b
 
     def backward(self, grad):
-        ga = unbroadcast(grad * self.b, self.a.shape) if self.needs_grad[0] else None
-        gb = unbroadcast(grad * self.a, self.b.shape) if self.needs_grad[1] else None
+        ga = unbroadcast(grad * self.b, self.a) if self.needs_grad[0] else None
+        gb = unbroadcast(grad * self.a, self.b) if self.needs_grad[1] else None
         return ga, gb
 
 
@@ -58,8 +66,8 @@ class Div(Function):
         return a / b
 
     def backward(self, grad):
-        ga = unbroadcast(grad / self.b, self.a.shape) if self.needs_grad[0] else None
-        gb = (unbroadcast(-grad * self.a / (self.b * self.b), self.b.shape)
+        ga = unbroadcast(grad / self.b, self.a) if self.needs_grad[0] else None
+        gb = (unbroadcast(-grad * self.a / (self.b * self.b), self.b)
               if self.needs_grad[1] else None)
         return ga, gb
 
@@ -122,9 +130,11 @@ class MatMul(Function):
             g = np.expand_dims(g, -1)
         ga = gb = None
         if self.needs_grad[0]:
-            ga = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape).astype(
+                a.dtype, copy=False)
         if self.needs_grad[1]:
-            gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g, b2.shape).reshape(b.shape)
+            gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g, b2.shape).reshape(b.shape).astype(
+                b.dtype, copy=False)
         return ga, gb
 
 
