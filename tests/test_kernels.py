@@ -73,3 +73,36 @@ def test_each_kernel_path_matches_the_reference(c, f, opts, path):
     np.testing.assert_allclose(out, conv2d_naive(x, w, b, **opts), rtol=1e-12, atol=1e-12)
     for analytic, numeric in zip((dx, dw, db), _numeric_grads(x, w, b, g, **opts), strict=True):
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_pooled_window_buffers_never_leak_between_graphs():
+    # Two graphs alive at once; a third forward pass reuses the first one's freed buffers
+    # while the second still needs its own: its gradients must be unaffected.
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((16, 16, 3, 3))
+    xs = [rng.standard_normal((2, 16, 5, 5)) for _ in range(3)]
+
+    def grads(x, run_between=None):
+        W = cnnlab.Tensor(w, requires_grad=True)
+        out = F.conv2d(cnnlab.Tensor(x), W, padding=1)
+        if run_between:
+            run_between()
+        out.sum().backward()
+        return W.grad
+
+    expected = grads(xs[1])
+
+    def interleave():
+        first = cnnlab.Tensor(w, requires_grad=True)
+        F.conv2d(cnnlab.Tensor(xs[0]), first, padding=1).sum().backward()  # frees its buffer
+        F.conv2d(cnnlab.Tensor(xs[2]), cnnlab.Tensor(w, requires_grad=True), padding=1)
+
+    np.testing.assert_array_equal(grads(xs[1], run_between=interleave), expected)
+
+
+def test_second_backward_through_a_conv_is_a_clear_error():
+    W = cnnlab.Tensor(np.ones((2, 1, 3, 3)), requires_grad=True)
+    loss = F.conv2d(cnnlab.Tensor(np.ones((1, 1, 4, 4))), W).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the same graph a second time"):
+        loss.backward()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.kernels import workspace
 from cnnlab.kernels.window import col2im_taps, pad_nhwc, tap_slices, to_nhwc, unpad_nhwc, windows
 
 # Up to this many input channels (first layers: gray or RGB images) a window row holds so few
@@ -19,7 +20,7 @@ def im2col_channel_major(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[
     kh, kw = kernel
     oh, ow = out_hw
     xc = xp.reshape(1, n, hp, wp) if c == 1 else np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
-    buf = np.empty((kh, kw, c, n, oh, ow), dtype=xp.dtype)
+    buf = workspace.take((kh, kw, c, n, oh, ow), xp.dtype)
     for i in range(kh):
         for j in range(kw):
             rows, cols = tap_slices(i, j, stride, dilation, out_hw)
@@ -27,9 +28,17 @@ def im2col_channel_major(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[
     return buf.reshape(kh * kw * c, n * oh * ow).T
 
 
+def release(cols: list[np.ndarray]) -> None:
+    """Give window matrices back to the workspace pool and empty the list."""
+    for col in cols:
+        workspace.give(col.base if col.base is not None else col)
+    cols.clear()
+
+
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
-                   dilation: tuple[int, int], groups: int, out_hw: tuple[int, int]):
+                   dilation: tuple[int, int], groups: int, out_hw: tuple[int, int],
+                   keep_cols: bool = True):
     """Forward convolution.
 
     Args:
@@ -38,8 +47,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
         b: (F,) bias or None.
 
     Returns:
-        ``(out, cols)``: out is (N, F, OH, OW) viewing NHWC memory; cols, the
-        (groups, N*OH*OW, KH*KW*C/groups) window matrices kept for the backward pass.
+        ``(out, cols)``: out is (N, F, OH, OW) viewing NHWC memory; cols, one
+        (N*OH*OW, KH*KW*C/groups) window matrix per group, kept for the weight gradient
+        (which gives them back to the workspace pool), or empty unless ``keep_cols``.
     """
     n = x.shape[0]
     f, cg, kh, kw = w.shape
@@ -56,16 +66,18 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
     for g in range(groups):
         if win is None:
             col = im2col_channel_major(xp, (kh, kw), stride, dilation, out_hw)
-        elif groups > 1:
-            # One copy turns the strided windows into a dense (M, KH*KW*Cg) matrix.
-            col = win[..., g * cg:(g + 1) * cg].reshape(m, kh * kw * cg)
         else:
-            col = win.reshape(m, kh * kw * cg)
+            # One copy turns the strided windows into a dense (M, KH*KW*Cg) matrix.
+            col = workspace.take((m, kh * kw * cg), x.dtype)
+            np.copyto(col.reshape(n, oh, ow, kh, kw, cg),
+                      win[..., g * cg:(g + 1) * cg] if groups > 1 else win)
         wmat = w[g * fg:(g + 1) * fg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, fg)
         np.matmul(col, wmat, out=out[:, g * fg:(g + 1) * fg] if groups > 1 else out)
         cols.append(col)
     if b is not None:
         out += b
+    if not keep_cols:
+        release(cols)
     return out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), cols
 
 
@@ -89,6 +101,7 @@ def conv2d_backward(grad: np.ndarray, cols: list[np.ndarray], x_shape: tuple[int
             # cols.T is a transposed view: BLAS reads it without a copy.
             dwg = cols[g].T @ dout[:, g * fg:(g + 1) * fg]  # (KH*KW*Cg, Fg)
             dw[g * fg:(g + 1) * fg] = dwg.reshape(kh, kw, cg, fg).transpose(3, 2, 0, 1)
+    release(cols)  # dead from here on: the next forward pass reuses the memory
     if need_x:
         if _full_conv_applies(stride, padding, dilation, groups, (kh, kw), c, f):
             dx = _dx_full_conv(dout.reshape(n, oh, ow, f), w, padding, dilation, (h, wd))
@@ -113,9 +126,12 @@ def _dx_full_conv(dout: np.ndarray, w: np.ndarray, padding, dilation, in_hw) -> 
     dp = pad_nhwc(dout, *q)
     n = dout.shape[0]
     m = n * in_hw[0] * in_hw[1]
-    cols = windows(dp, (kh, kw), (1, 1), dilation, in_hw).reshape(m, kh * kw * f)
+    cols = workspace.take((m, kh * kw * f), dout.dtype)
+    np.copyto(cols.reshape(n, *in_hw, kh, kw, f), windows(dp, (kh, kw), (1, 1), dilation, in_hw))
     w_flipped = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * f, c)
-    return (cols @ w_flipped).reshape(n, in_hw[0], in_hw[1], c)
+    dx = (cols @ w_flipped).reshape(n, in_hw[0], in_hw[1], c)
+    workspace.give(cols)
+    return dx
 
 
 def _dx_col2im(dout: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilation, groups,
@@ -126,7 +142,7 @@ def _dx_col2im(dout: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilati
     fg = f // groups
     m = dout.shape[0]
     ph, pw = padding
-    taps = np.empty((kh * kw, m, c), dtype=dout.dtype)
+    taps = workspace.take((kh * kw, m, c), dout.dtype)
     for g in range(groups):
         # "Tap-major": one batched GEMM gives each tap's (M, Cg) block contiguously.
         w_taps = w[g * fg:(g + 1) * fg].transpose(2, 3, 0, 1).reshape(kh * kw, fg, cg)
@@ -134,4 +150,5 @@ def _dx_col2im(dout: np.ndarray, w: np.ndarray, x_shape, stride, padding, dilati
                   out=taps[:, :, g * cg:(g + 1) * cg] if groups > 1 else taps)
     dxp = col2im_taps(taps.reshape(kh, kw, n, *out_hw, c),
                       (n, h + 2 * ph, wd + 2 * pw, c), stride, dilation)
+    workspace.give(taps)
     return unpad_nhwc(dxp, ph, pw)

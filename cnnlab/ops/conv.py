@@ -56,11 +56,16 @@ class Conv2d(Function):
         self.x_shape, self.w = x.shape, w
         self.opts = stride, padding, dilation, groups
         out, self.cols = kernel.conv2d_forward(x, w, b, stride, padding, dilation, groups,
-                                               out_hw)
+                                               out_hw, keep_cols=self.needs_grad[1])
         return out
 
     def backward(self, grad):
         need = self.needs_grad + (False,) * (3 - len(self.needs_grad))
+        if need[1] and not self.cols:
+            raise RuntimeError(
+                "conv2d: backward through the same graph a second time; its saved input "
+                "windows were freed after the first backward. Run the forward pass again."
+            )
         dx, dw, db = kernel.conv2d_backward(grad, self.cols, self.x_shape, self.w, *self.opts,
                                             need_x=need[0], need_w=need[1], need_b=need[2])
         return (dx, dw, db)[:len(self.needs_grad)]
