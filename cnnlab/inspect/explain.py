@@ -173,8 +173,40 @@ def _terms(a: np.ndarray, b: np.ndarray) -> str:
     return " + ".join(f"{num(x)}x{num(y)}" for x, y in zip(a.ravel(), b.ravel(), strict=True))
 
 
+class _SlidingWindow:
+    """What convolution and pooling explanations share: the output-size formula and the
+    output positions. Subclasses have ``input``, ``size``, ``stride``, ``padding`` and
+    ``output``, and name the output's first axis in ``_first_axis``."""
+
+    _first_axis = "filter"
+
+    def formulas(self) -> list[dict]:
+        """The output-size formula for height and width, with numbers put in."""
+        _, h, w = self.input.shape
+        rows = []
+        for axis, letter, n in (("height", "H", h), ("width", "W", w)):
+            text, out, dropped = output_size_formula(n, self.size, self.stride, self.padding,
+                                                     letter)
+            rows.append({"axis": axis, "text": text, "value": out, "dropped": dropped})
+        return rows
+
+    def check_position(self, first: int, row: int, col: int) -> None:
+        """Raise ValueError unless ``(first, row, col)`` indexes the output."""
+        n, oh, ow = self.output.shape
+        if not (0 <= first < n and 0 <= row < oh and 0 <= col < ow):
+            raise ValueError(
+                f"output position {first},{row},{col} is outside the output {n}x{oh}x{ow}; "
+                f"{self._first_axis} must be 0..{n - 1}, row 0..{oh - 1}, column 0..{ow - 1}"
+            )
+
+    def positions(self) -> list[tuple[int, int, int]]:
+        """Every output position, in order."""
+        n, oh, ow = self.output.shape
+        return [(a, r, c) for a in range(n) for r in range(oh) for c in range(ow)]
+
+
 @dataclass
-class ConvExplanation:
+class ConvExplanation(_SlidingWindow):
     """One convolution, with every output cell explainable.
 
     Attributes:
@@ -202,25 +234,6 @@ class ConvExplanation:
         """The input with ``padding`` zeros on every side, ``(C, H + 2P, W + 2P)``."""
         p = self.padding
         return np.pad(self.input, ((0, 0), (p, p), (p, p)))
-
-    def formulas(self) -> list[dict]:
-        """The output-size formula for height and width, with numbers put in."""
-        _, h, w = self.input.shape
-        rows = []
-        for axis, letter, n in (("height", "H", h), ("width", "W", w)):
-            text, out, dropped = output_size_formula(n, self.size, self.stride, self.padding,
-                                                     letter)
-            rows.append({"axis": axis, "text": text, "value": out, "dropped": dropped})
-        return rows
-
-    def check_position(self, f: int, row: int, col: int) -> None:
-        """Raise ValueError unless ``(f, row, col)`` indexes the output."""
-        nf, oh, ow = self.output.shape
-        if not (0 <= f < nf and 0 <= row < oh and 0 <= col < ow):
-            raise ValueError(
-                f"output position {f},{row},{col} is outside the output {nf}x{oh}x{ow}; "
-                f"filter must be 0..{nf - 1}, row 0..{oh - 1}, column 0..{ow - 1}"
-            )
 
     def cell(self, f: int, row: int, col: int) -> dict:
         """Rebuild ``output[f, row, col]`` term by term.
@@ -256,10 +269,6 @@ class ConvExplanation:
             "value": jsonable(np.float32(total + bias)),
             "conv2d": jsonable(self.output[f, row, col]),
         }
-
-    def positions(self) -> list[tuple[int, int, int]]:
-        nf, oh, ow = self.output.shape
-        return [(f, r, c) for f in range(nf) for r in range(oh) for c in range(ow)]
 
     def to_dict(self, at: tuple[int, int, int] = (0, 0, 0), all_cells: bool = False) -> dict:
         """All numbers as JSON-able data (nested lists, ints where values are whole)."""
@@ -413,7 +422,7 @@ def explain_conv(
 
 
 @dataclass
-class PoolExplanation:
+class PoolExplanation(_SlidingWindow):
     """One pooling, with every output cell explainable.
 
     Attributes:
@@ -428,6 +437,7 @@ class PoolExplanation:
     padding: int
     mode: str
     output: np.ndarray
+    _first_axis = "channel"
 
     @property
     def padded(self) -> np.ndarray:
@@ -436,23 +446,6 @@ class PoolExplanation:
         p = self.padding
         fill = -np.inf if self.mode == "max" else 0.0
         return np.pad(self.input, ((0, 0), (p, p), (p, p)), constant_values=fill)
-
-    def formulas(self) -> list[dict]:
-        _, h, w = self.input.shape
-        rows = []
-        for axis, letter, n in (("height", "H", h), ("width", "W", w)):
-            text, out, dropped = output_size_formula(n, self.size, self.stride, self.padding,
-                                                     letter)
-            rows.append({"axis": axis, "text": text, "value": out, "dropped": dropped})
-        return rows
-
-    def check_position(self, ch: int, row: int, col: int) -> None:
-        nc, oh, ow = self.output.shape
-        if not (0 <= ch < nc and 0 <= row < oh and 0 <= col < ow):
-            raise ValueError(
-                f"output position {ch},{row},{col} is outside the output {nc}x{oh}x{ow}; "
-                f"channel must be 0..{nc - 1}, row 0..{oh - 1}, column 0..{ow - 1}"
-            )
 
     def cell(self, ch: int, row: int, col: int) -> dict:
         """Rebuild ``output[ch, row, col]``: the window and its max or mean."""
@@ -471,10 +464,6 @@ class PoolExplanation:
             "window": jsonable(window), "terms": terms, "value": jsonable(value),
             "pool": jsonable(self.output[ch, row, col]),
         }
-
-    def positions(self) -> list[tuple[int, int, int]]:
-        nc, oh, ow = self.output.shape
-        return [(c, r, q) for c in range(nc) for r in range(oh) for q in range(ow)]
 
     def to_dict(self, at: tuple[int, int, int] = (0, 0, 0), all_cells: bool = False) -> dict:
         c, h, w = self.input.shape
