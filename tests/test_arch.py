@@ -134,7 +134,7 @@ def test_error_positions_later_in_the_string():
         ("dropout1", r"dropout probability must be in \[0, 1\), got 1\.0"),
         ("fc99999999", r"fc width must be at most 1000000"),
         ("lenet", r"did you mean the preset 'lenet5'\?"),
-        ("banana", r"\(or a preset: lenet5, digits, cifar-small, mnist\)"),
+        ("banana", r"\(or a preset: lenet5, digits, cifar-small, mnist, mnist-large\)"),
         ("relu-tahn", r"unknown layer 'tahn'.*did you mean 'tanh'\?"),
         ("conv3x3x8p1s2", r"malformed conv layer 'conv3x3x8p1s2'"),
         ("conv٣x3x8", r"malformed conv layer"),  # non-ASCII digits are not numbers here

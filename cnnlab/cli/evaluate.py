@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.main import CLIError
+from cnnlab.cli.train import positive_int
 
 MODEL_FILE = "model.safetensors"
 
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="where the dataset files are")
     p.add_argument("--download", action="store_true",
                    help="download the dataset if its files are missing")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=256, metavar="N",
                    help="images per forward pass (default 256)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (accuracy, loss, n, per-class accuracy, "
@@ -50,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.cli.train import open_data
     from cnnlab.train.recipes import data_name
 
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     path, model = load_model(args.model)
     spec = model.spec
     c, h, w = spec["input_shape"]

@@ -15,7 +15,7 @@ COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "pl
 
 
 class CLIError(Exception):
-    """An error the user can fix; printed as one line, exit code 1."""
+    """An error the user can fix; printed as a message without a traceback, exit code 1."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.main import CLIError
+from cnnlab.cli.train import positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> None:
                    help="a model file, or the --out folder of `cnnlab train`")
     p.add_argument("images", metavar="IMAGE", nargs="+",
                    help="PNG, JPEG, BMP, GIF or WebP files")
-    p.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+    p.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                    help="how many classes to show per image (default 3)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with a list of predictions instead of text")
@@ -115,13 +116,3 @@ def softmax(logits):
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value

@@ -54,8 +54,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--arch", metavar="STRING|PRESET",
                    help="architecture string such as conv3x3x16p1-relu-pool2-fc10, or a preset "
                         "name (see `cnnlab summary --help`); default: the dataset's preset")
-    p.add_argument("--epochs", type=_positive_int, metavar="N")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument("--epochs", type=positive_int, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, metavar="N")
     p.add_argument("--lr", type=_positive_float, metavar="X", help="learning rate")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     p.add_argument("--weight-decay", type=_non_negative_float, metavar="X")
@@ -66,9 +66,9 @@ def register(subparsers: Any) -> None:
                    help="random shifts (crop) and mirror images (flip) of training batches")
     p.add_argument("--val-split", type=_fraction, metavar="F",
                    help="share of the training set held out for validation (default 0.1)")
-    p.add_argument("--patience", type=_positive_int, metavar="N",
+    p.add_argument("--patience", type=positive_int, metavar="N",
                    help="stop early after N epochs without a lower validation loss")
-    p.add_argument("--limit", type=_positive_int, metavar="N",
+    p.add_argument("--limit", type=positive_int, metavar="N",
                    help="train on a random subset of N training images (quick trials)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
     p.add_argument("--no-plot", action="store_true",
@@ -85,77 +85,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` says; 0 on success, 130 when stopped by Ctrl-C (checkpoint saved)."""
-    import numpy as np
-
     import cnnlab
     from cnnlab import train as T
-    from cnnlab.data import (
-        Compose,
-        Normalize,
-        RandomCrop,
-        RandomHorizontalFlip,
-        compute_mean_std,
-        train_val_split,
-    )
 
     config, out, resume = _config(args)
-    out.mkdir(parents=True, exist_ok=True)
-
-    # Data: the validation set comes out of the training set; the test set is only used
-    # for the final number.
-    full = open_data(config["data"], "train", data_dir=config["data_dir"],
-                     download=config["download"])
-    _notes(full)
-    if config["limit"] is not None and config["limit"] < len(full):
-        pick = np.sort(np.random.default_rng(config["seed"]).permutation(len(full))[
-            : config["limit"]])
-        full = _subset(full, pick)
-    train_set, val_set = train_val_split(full, config["val_split"], seed=config["seed"])
-    input_shape = tuple(int(d) for d in train_set.images.shape[1:])
-    test_set = open_data(config["data"], "test", data_dir=config["data_dir"],
-                         download=config["download"], channels=input_shape[0],
-                         size=input_shape[1:], classes=list(full.classes))
-    if test_set is not None:
-        _notes(test_set)
-    mean, std = compute_mean_std(train_set.images)
-    normalize = Normalize(mean, std)
-    augment = []
-    if config["augment"] != "none":
-        pad = max(1, input_shape[1] // 14)
-        augment.append(RandomCrop(input_shape[1:], padding=pad))
-    if config["augment"] == "crop-flip":
-        augment.append(RandomHorizontalFlip())
-    train_transform = Compose([*augment, normalize]) if augment else normalize
-
-    # Model, optimizer, schedule: all seeded, so the same settings give the same run.
-    cnnlab.manual_seed(config["seed"])
-    shuffle = np.random.default_rng([config["seed"], 1])
-    arch = config["arch"] or _default_arch(input_shape)
-    try:
-        model = cnnlab.arch.build(arch, input_shape, num_classes=len(full.classes))
-    except ValueError as exc:  # the first line names the token; the rest draws a caret
-        raise CLIError(f"--arch: {str(exc).splitlines()[0]}") from None
-    model.spec["classes"] = list(full.classes)
-    model.spec["normalization"] = {"mean": list(mean), "std": list(std)}
-    optimizer = _optimizer(config, model.parameters())
-    scheduler = _scheduler(config, optimizer)
-
-    n_params = sum(int(p.data.size) for p in model.parameters())
-    c, h, w = input_shape
-    test_text = f"{len(test_set):,} test" if test_set is not None else "no test"
-    print(f"data: {config['name']}, {len(train_set):,} training, {len(val_set):,} validation, "
-          f"{test_text} images ({c}x{h}x{w}, {len(full.classes)} classes)")
-    print(f"model: {model.spec['arch']} ({n_params:,} parameters)")
-    print(f"training: {config['epochs']} epochs, batch {config['batch_size']}, "
-          f"{config['optimizer']} lr {config['lr']:g}, {config['schedule']} schedule, "
-          f"seed {config['seed']} -> {out}")
-    if resume is not None:
-        done, batch = resume["epoch"], resume["extra"]["batch"]
-        where = f"epoch {done + 1}, batch {batch}" if batch else f"the end of epoch {done}"
-        print(f"resuming from {resume['path']} at {where}")
-        if done >= config["epochs"] and not batch:
-            print(f"note: the run has already trained {done} epochs; pass --epochs N (more "
-                  f"than {done}) to train further", file=sys.stderr)
+    data = _prepare_data(config)
+    model, optimizer, scheduler = _build(config, data)
+    _print_plan(config, data, model, out, resume)
 
     checkpoint = T.Checkpoint(out / CHECKPOINT_FILE, meta={"config": config})
     early = T.EarlyStopping(patience=config["patience"]) if config["patience"] else None
@@ -165,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
         checkpoint,
         *([early] if early else []),
     ]
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        state = T.fit(model, optimizer, train_set, val_data=(normalize(val_set.images),
-                      val_set.labels), epochs=config["epochs"], batch_size=config["batch_size"],
-                      scheduler=scheduler, callbacks=callbacks, generator=shuffle,
-                      transform=train_transform, resume=resume)
+        state = T.fit(model, optimizer, data["train"], val_data=data["val"],
+                      epochs=config["epochs"], batch_size=config["batch_size"],
+                      scheduler=scheduler, callbacks=callbacks, generator=data["shuffle"],
+                      transform=data["train_transform"], resume=resume)
     except cnnlab.NonFiniteLossError as exc:
         raise CLIError(f"{exc}; {_last_good(checkpoint)}; try a lower --lr") from exc
 
@@ -182,22 +119,106 @@ def run(args: argparse.Namespace) -> int:
     if early is not None and state.stop_reason == "early_stopping":
         print(early.message)
 
-    result = None
-    if test_set is not None:
-        result = T.evaluate(model, test_set, transform=normalize)
-        print(f"test accuracy: {result.accuracy:.2%} ({result.correct:,}/{result.n:,}), "
-              f"loss {result.loss:.4f}")
-    # What evaluate needs to find the same data again, and the run's result.
+    # The test set is used here, once, for the final number.
     info = {"data": config["name"], "data_arg": config["data"],
             "data_dir": config["data_dir"], "epochs": state.epoch}
-    if result is not None:
+    if data["test"] is not None:
+        result = T.evaluate(model, data["test"], transform=data["normalize"])
+        print(f"test accuracy: {result.accuracy:.2%} ({result.correct:,}/{result.n:,}), "
+              f"loss {result.loss:.4f}")
         info.update(test_accuracy=result.accuracy, test_loss=result.loss, test_n=result.n)
+    # `info` tells evaluate where the data was, so it can find the same test set again.
     cnnlab.save(model, out / MODEL_FILE, meta={"training": info})
     if not args.no_plot:
         _plot(state.history, out / CURVES_FILE)
     print(f"saved model to {out / MODEL_FILE}")
     print(f"  (also in {out}: {_listing(out)})")
     return 0
+
+
+def _prepare_data(config: dict[str, Any]) -> dict[str, Any]:
+    """Training, validation (split off the training set) and test sets, normalization and
+    augmentation, and the generator that shuffles."""
+    import numpy as np
+
+    from cnnlab.data import (
+        Compose,
+        Normalize,
+        RandomCrop,
+        RandomHorizontalFlip,
+        compute_mean_std,
+        train_val_split,
+    )
+
+    full = open_data(config["data"], "train", data_dir=config["data_dir"],
+                     download=config["download"])
+    _notes(full)
+    if config["limit"] is not None and config["limit"] < len(full):
+        rng = np.random.default_rng(config["seed"])
+        full = _subset(full, np.sort(rng.permutation(len(full))[: config["limit"]]))
+    train, val = train_val_split(full, config["val_split"], seed=config["seed"])
+    shape = tuple(int(d) for d in train.images.shape[1:])
+    test = open_data(config["data"], "test", data_dir=config["data_dir"],
+                     download=config["download"], channels=shape[0], size=shape[1:],
+                     classes=list(full.classes))
+    if test is not None:
+        _notes(test)
+    mean, std = compute_mean_std(train.images)
+    normalize = Normalize(mean, std)
+    augment = []
+    if config["augment"] in ("crop", "crop-flip"):  # shifts of about 2 pixels on 28x28
+        augment.append(RandomCrop(shape[1:], padding=max(1, shape[1] // 14)))
+    if config["augment"] == "crop-flip":
+        augment.append(RandomHorizontalFlip())
+    return {
+        "classes": list(full.classes),
+        "input_shape": shape,
+        "train": train,
+        "val": (normalize(val.images), val.labels),
+        "test": test,
+        "mean": mean,
+        "std": std,
+        "normalize": normalize,
+        "train_transform": Compose([*augment, normalize]) if augment else normalize,
+        "shuffle": np.random.default_rng([config["seed"], 1]),
+    }
+
+
+def _build(config: dict[str, Any], data: dict[str, Any]):
+    """Model (seeded), optimizer and learning-rate schedule."""
+    import cnnlab
+
+    cnnlab.manual_seed(config["seed"])
+    arch = config["arch"] or _default_arch(data["input_shape"])
+    try:
+        model = cnnlab.arch.build(arch, data["input_shape"], num_classes=len(data["classes"]))
+    except ValueError as exc:  # the message names the token and draws a caret under it
+        raise CLIError(f"--arch: {exc}") from None
+    model.spec["classes"] = data["classes"]
+    model.spec["normalization"] = {"mean": list(data["mean"]), "std": list(data["std"])}
+    optimizer = _optimizer(config, model.parameters())
+    return model, optimizer, _scheduler(config, optimizer)
+
+
+def _print_plan(config: dict[str, Any], data: dict[str, Any], model, out: Path,
+                resume: dict | None) -> None:
+    c, h, w = data["input_shape"]
+    n_params = sum(int(p.data.size) for p in model.parameters())
+    test = f"{len(data['test']):,} test" if data["test"] is not None else "no test"
+    print(f"data: {config['name']}, {len(data['train']):,} training, "
+          f"{len(data['val'][1]):,} validation, {test} images ({c}x{h}x{w}, "
+          f"{len(data['classes'])} classes)")
+    print(f"model: {model.spec['arch']} ({n_params:,} parameters)")
+    print(f"training: {config['epochs']} epochs, batch {config['batch_size']}, "
+          f"{config['optimizer']} lr {config['lr']:g}, {config['schedule']} schedule, "
+          f"seed {config['seed']} -> {out}")
+    if resume is not None:
+        done, batch = resume["epoch"], resume["extra"]["batch"]
+        where = f"epoch {done + 1}, batch {batch}" if batch else f"the end of epoch {done}"
+        print(f"resuming from {resume['path']} at {where}")
+        if done >= config["epochs"] and not batch:
+            print(f"note: the run has already trained {done} epochs; pass --epochs N (more "
+                  f"than {done}) to train further", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------ configuration
@@ -225,9 +246,12 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
                            "folder of the run to continue")
         try:
             ckpt = read_checkpoint(path)
-            config = dict(ckpt["extra"]["meta"]["config"])
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
             raise CLIError(f"--resume {args.resume}: {str(exc).splitlines()[0]}") from None
+        if "config" not in ckpt["extra"].get("meta", {}):
+            raise CLIError(f"--resume {args.resume}: {path} was not written by `cnnlab train`; "
+                           "resume it from Python with cnnlab.train.fit(..., resume=path)")
+        config = dict(ckpt["extra"]["meta"]["config"])
         ckpt["path"] = path
         for key in FIXED_ON_RESUME:
             if given[key] is not None and given[key] != config[key]:
@@ -302,20 +326,15 @@ def _scheduler(config: dict[str, Any], optimizer):
 
 
 def open_data(data: str, split: str, **kwargs):
-    """``cnnlab.train.recipes.open_data``, with its errors cut to one line for the terminal."""
+    """``cnnlab.train.recipes.open_data``, its errors turned into messages for the terminal
+    (kept whole: they list the files to put where)."""
     from cnnlab.data import DataFormatError, DownloadError
     from cnnlab.train import recipes
 
     try:
         return recipes.open_data(data, split, **kwargs)
     except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as exc:
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        message = lines[0]
-        if len(lines) > 1:  # the rest (where to get the files, say) is in --debug
-            message += " (--debug shows more)"
-        if data in recipes.DATASETS and data != "digits" and isinstance(exc, FileNotFoundError):
-            message += "; add --download to fetch it, or point --data-dir at the files"
-        raise CLIError(message) from exc
+        raise CLIError(str(exc).strip() or type(exc).__name__) from exc
 
 
 def _subset(dataset, idx):
@@ -358,7 +377,7 @@ def _listing(out: Path) -> str:
     return ", ".join(n for n in names if (out / n).exists())
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
