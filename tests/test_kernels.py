@@ -11,6 +11,7 @@ import pytest
 
 import cnnlab
 from cnnlab.kernels import conv as kconv
+from cnnlab.kernels import parallel
 from cnnlab.nn import functional as F
 from cnnlab.ops.reference import conv2d_naive
 from cnnlab.shape import pair
@@ -45,6 +46,21 @@ def _numeric_grads(x, w, b, g, **opts):
     return grads
 
 
+@pytest.fixture(params=["one thread", "split over the batch"])
+def threads(request, monkeypatch):
+    """Run each case once in the calling thread and once split into uneven batch chunks."""
+    if request.param == "split over the batch":
+        pytest.importorskip("threadpoolctl", reason="batch splitting needs threadpoolctl")
+        monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
+        previous = parallel.get_num_threads()
+        parallel.set_num_threads(3)
+        yield 3
+        parallel.set_num_threads(previous)
+    else:
+        monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 1 << 62)
+        yield 1
+
+
 @pytest.mark.parametrize(
     "c, f, opts, path",
     [
@@ -57,9 +73,9 @@ def _numeric_grads(x, w, b, g, **opts):
         (16, 8, dict(stride=1, padding=1, groups=2), "col2im"),
     ],
 )
-def test_each_kernel_path_matches_the_reference(c, f, opts, path):
+def test_each_kernel_path_matches_the_reference(c, f, opts, path, threads):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, c, 6, 5))
+    x = rng.standard_normal((4, c, 6, 5))  # 4 samples: chunks of 1, 1 and 2 with 3 threads
     w = rng.standard_normal((f, c // opts.get("groups", 1), 3, 2))
     b = rng.standard_normal(f)
     stride, padding, dilation = (pair(opts.get(k, d)) for k, d in

@@ -59,7 +59,8 @@ def max_pool2d_backward(grad: np.ndarray, arg: np.ndarray, x_shape: tuple[int, .
         for i in range(kh):
             for j in range(kw):
                 np.multiply(g, arg == i * kw + j, out=taps[i, j])
-        dxp = col2im_taps(taps, (n, h + 2 * ph, w + 2 * pw, c), stride, _NO_DILATION)
+        dxp = col2im_taps(taps, stride, _NO_DILATION,
+                          np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=grad.dtype))
     return unpad_nhwc(dxp, ph, pw).transpose(0, 3, 1, 2)
 
 
@@ -85,5 +86,6 @@ def avg_pool2d_backward(grad: np.ndarray, x_shape: tuple[int, ...], kernel: tupl
     ph, pw = padding
     g = to_nhwc(grad) * grad.dtype.type(1.0 / (kh * kw))
     taps = np.broadcast_to(g, (kh, kw) + g.shape)
-    dxp = col2im_taps(taps, (n, h + 2 * ph, w + 2 * pw, c), stride, _NO_DILATION)
+    dxp = col2im_taps(taps, stride, _NO_DILATION,
+                      np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=grad.dtype))
     return unpad_nhwc(dxp, ph, pw).transpose(0, 3, 1, 2)

@@ -51,18 +51,18 @@ def tap_slices(i: int, j: int, stride: tuple[int, int], dilation: tuple[int, int
             slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
 
 
-def col2im_taps(taps: np.ndarray, padded_shape: tuple[int, int, int, int],
-                stride: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
-    """Scatter-add per-tap blocks back to a padded NHWC array.
+def col2im_taps(taps: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
+                out: np.ndarray) -> np.ndarray:
+    """Scatter-add per-tap blocks into a padded NHWC array.
 
     Args:
         taps: (KH, KW, N, OH, OW, C), the gradient each kernel tap sends to its inputs.
+        out: (N, Hp, Wp, C), added to in place with KH*KW slice-adds (no ``np.add.at``).
 
     Returns:
-        (N, Hp, Wp, C): the sum over taps, made with KH*KW slice-adds (no ``np.add.at``).
+        ``out``.
     """
     kh, kw, _, oh, ow, _ = taps.shape
-    out = np.zeros(padded_shape, dtype=taps.dtype)
     for i in range(kh):
         for j in range(kw):
             rows, cols = tap_slices(i, j, stride, dilation, (oh, ow))

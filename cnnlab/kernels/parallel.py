@@ -1,0 +1,113 @@
+"""Threads for the kernels: work split over the batch, with BLAS kept single-threaded.
+
+OpenBLAS's own threads speed up only large, square GEMMs; on the skinny ones of a CNN they
+are often slower than one thread, and when another process holds a core they spin and can
+cost 10x. Splitting a layer over the batch instead parallelizes everything in it — the
+window copies, the padding, the GEMM and the bias — and NumPy releases the GIL for all of
+them. BLAS threads are set to one only while a kernel runs (through threadpoolctl, when it
+is installed) and restored afterwards, so other NumPy code in the process is unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+# Below this many multiply-adds a layer is not worth splitting (thread hand-off ~50 us).
+MIN_SPLIT_WORK = 1_000_000
+
+
+def _default_threads() -> int:
+    for var in ("CNNLAB_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+_executor: ThreadPoolExecutor | None = None
+
+
+def get_num_threads() -> int:
+    """How many threads cnnlab's kernels use (default: the usable cores, or
+    ``CNNLAB_NUM_THREADS`` / ``OMP_NUM_THREADS`` when set)."""
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads cnnlab's kernels use (1 runs everything in the calling thread).
+
+    Raises:
+        ValueError: if ``n`` is not a positive integer.
+    """
+    global _threads, _executor
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
+    if n != _threads and _executor is not None:
+        _executor.shutdown(wait=True)
+        _executor = None
+    _threads = n
+
+
+class _BlasControl:
+    """Sets the BLAS library to one thread while a kernel runs; re-entrant."""
+
+    def __init__(self) -> None:
+        self._lib: Any = None
+        self._saved = 0
+        self._depth = 0
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return
+        controllers = ThreadpoolController().select(user_api="blas").lib_controllers
+        if len(controllers) == 1:  # more than one BLAS loaded: leave them alone
+            self._lib = controllers[0]
+
+    @property
+    def available(self) -> bool:
+        return self._lib is not None
+
+    def __enter__(self) -> _BlasControl:
+        if self._lib is not None:
+            if self._depth == 0:
+                self._saved = self._lib.get_num_threads()
+                if self._saved != 1:
+                    self._lib.set_num_threads(1)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lib is not None:
+            self._depth -= 1
+            if self._depth == 0 and self._saved != 1:
+                self._lib.set_num_threads(self._saved)
+
+
+single_threaded_blas = _BlasControl()
+
+
+def over_batch(work: Callable[[int, int], Any], n: int, cost: int) -> list[Any]:
+    """Run ``work(start, stop)`` over contiguous chunks of ``range(n)``, in parallel when
+    there are threads to use and ``cost`` (multiply-adds) makes it worth it.
+
+    Returns:
+        The chunks' results, in batch order.
+    """
+    global _executor
+    chunks = min(_threads, n) if cost >= MIN_SPLIT_WORK else 1
+    if chunks <= 1 or not single_threaded_blas.available:
+        return [work(0, n)]
+    bounds = [n * i // chunks for i in range(chunks + 1)]
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=_threads - 1,
+                                       thread_name_prefix="cnnlab-kernel")
+    futures = [_executor.submit(work, bounds[i], bounds[i + 1]) for i in range(1, chunks)]
+    first = work(bounds[0], bounds[1])  # the calling thread takes a share too
+    return [first] + [f.result() for f in futures]
