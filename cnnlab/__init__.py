@@ -1,6 +1,7 @@
 """cnnlab: convolutional neural networks from first principles, on NumPy."""
 
 from cnnlab import nn, random
+from cnnlab.kernels.parallel import get_num_threads, set_num_threads
 from cnnlab.ops.loss import NonFiniteLossError
 from cnnlab.random import manual_seed
 from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
@@ -22,6 +23,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "NonFiniteLossError", "Tensor", "__version__", "is_grad_enabled", "load", "manual_seed",
-    "nn", "no_grad", "random", "save", "tensor",
+    "NonFiniteLossError", "Tensor", "__version__", "get_num_threads", "is_grad_enabled", "load",
+    "manual_seed", "nn", "no_grad", "random", "save", "set_num_threads", "tensor",
 ]
