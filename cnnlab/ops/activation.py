@@ -9,6 +9,8 @@ from cnnlab.tensor import Function, Tensor
 
 class ReLU(Function):
     def forward(self, x):
+        if not self.needs_grad[0]:  # inference: one pass, no mask to keep
+            return np.maximum(x, x.dtype.type(0))
         self.mask = x > 0
         return x * self.mask
 
