@@ -84,7 +84,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
         if b is not None:
             out[rows] += b
 
-    parallel.over_batch(chunk, n, cost=m * kk * f)
+    with parallel.single_threaded_blas:
+        parallel.over_batch(chunk, n, cost=m * kk * f)
     if not keep_cols:
         release(cols)
     return out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), cols
@@ -121,9 +122,11 @@ def conv2d_backward(grad: np.ndarray, cols: list[np.ndarray], x_shape: tuple[int
             return [cols[g][rows].T @ dout[rows, g * fg:(g + 1) * fg] for g in range(groups)]
         return None
 
-    dw = None
-    db = np.ones(m, dtype=grad.dtype) @ dout if need_b else None  # GEMV beats a strided sum
-    partials = parallel.over_batch(chunk, n, cost=m * kh * kw * c * f * (need_x + need_w))
+    dw = db = None
+    with parallel.single_threaded_blas:
+        if need_b:
+            db = np.ones(m, dtype=grad.dtype) @ dout  # a GEMV beats a strided sum here
+        partials = parallel.over_batch(chunk, n, cost=m * kh * kw * c * f * (need_x + need_w))
     if need_w:
         dw = np.empty_like(w)
         for g in range(groups):

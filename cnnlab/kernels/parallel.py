@@ -5,8 +5,9 @@ are often slower than one thread, and when another process holds a core they spi
 cost 10x. Splitting a layer over the batch instead parallelizes everything in it — the
 window copies, the padding, the GEMM and the bias — and NumPy releases the GIL for all of
 them. BLAS threads are set to one only while a kernel runs (through threadpoolctl, when it
-is installed) and restored afterwards, so other NumPy code in the process is unaffected;
-work too small to split keeps BLAS's own threading.
+is installed) and restored afterwards, so other NumPy code in the process is unaffected.
+It must be one thread for every GEMM of a step, split or not: OpenBLAS threads keep spinning
+for a while after a call, and then fight the pool's threads for the cores.
 """
 
 from __future__ import annotations
@@ -104,13 +105,11 @@ def over_batch(work: Callable[[int, int], Any], n: int, cost: int) -> list[Any]:
     global _executor
     chunks = min(_threads, n) if cost >= MIN_SPLIT_WORK else 1
     if chunks <= 1 or not single_threaded_blas.available:
-        # Unsplit (a single image, a small layer): BLAS may use its own threads.
         return [work(0, n)]
     bounds = [n * i // chunks for i in range(chunks + 1)]
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=_threads - 1,
                                        thread_name_prefix="cnnlab-kernel")
-    with single_threaded_blas:  # our threads, not BLAS's, use the cores
-        futures = [_executor.submit(work, bounds[i], bounds[i + 1]) for i in range(1, chunks)]
-        first = work(bounds[0], bounds[1])  # the calling thread takes a share too
-        return [first] + [f.result() for f in futures]
+    futures = [_executor.submit(work, bounds[i], bounds[i + 1]) for i in range(1, chunks)]
+    first = work(bounds[0], bounds[1])  # the calling thread takes a share too
+    return [first] + [f.result() for f in futures]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.kernels.parallel import single_threaded_blas
 from cnnlab.tensor import Function, Tensor
 
 
 class Linear(Function):
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        out = x @ w.T
+        with single_threaded_blas:  # see cnnlab.kernels.parallel: no BLAS threads in a step
+            out = x @ w.T
         if b is not None:
             out += b
         return out
@@ -19,10 +21,11 @@ class Linear(Function):
         x, w = self.x, self.w
         g2 = grad.reshape(-1, grad.shape[-1])
         db = None
-        dx = (grad @ w) if self.needs_grad[0] else None
-        dw = (g2.T @ x.reshape(-1, x.shape[-1])) if self.needs_grad[1] else None
-        if len(self.needs_grad) > 2 and self.needs_grad[2]:
-            db = np.ones(g2.shape[0], dtype=grad.dtype) @ g2
+        with single_threaded_blas:
+            dx = (grad @ w) if self.needs_grad[0] else None
+            dw = (g2.T @ x.reshape(-1, x.shape[-1])) if self.needs_grad[1] else None
+            if len(self.needs_grad) > 2 and self.needs_grad[2]:
+                db = np.ones(g2.shape[0], dtype=grad.dtype) @ g2
         return (dx, dw, db)[:len(self.needs_grad)]
 
 
