@@ -1,0 +1,129 @@
+"""Smoke tests of the benchmark harness (structure only; timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ is a script package beside cnnlab/
+
+from benchmarks import textbook, workloads  # noqa: E402
+from benchmarks.run import build_parser, check_against_reference, merge_rounds  # noqa: E402
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_quick_json_run_has_the_documented_structure():
+    proc = _run("--quick", "--json", "--threads", "1", "--frameworks", "cnnlab,textbook",
+                "--workloads", "tiny-train-b4,tiny-infer-b1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["threads"] == 1
+    assert out["child_env"]["OPENBLAS_NUM_THREADS"] == "1"
+    for key in ("cpu", "cores", "numpy", "env"):
+        assert key in out["machine"]
+    assert "OPENBLAS_CORETYPE" in out["machine"]["env"]
+    assert [r["name"] for r in out["results"]] == ["tiny-train-b4", "tiny-infer-b1"]
+    for row in out["results"]:
+        for fw in ("cnnlab", "textbook"):
+            r = row["frameworks"][fw]
+            assert "error" not in r, r.get("traceback")
+            assert r["reps"] == 2
+            assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+            assert r["peak_rss_mib"] > 0
+        assert row["cnnlab_speedup_over_textbook"] > 0
+        assert row["torch_over_cnnlab"] is None  # torch was not asked for
+        # Both computed the same loss, gradients (train) or logits (infer).
+        assert row["check"]["ok"], row["check"]
+    assert out["results"][0]["check"]["frameworks"]["textbook"]["loss"] == pytest.approx(
+        out["results"][0]["check"]["frameworks"]["cnnlab"]["loss"], rel=1e-5)
+
+
+def test_table_output_and_profile_mode():
+    proc = _run("--quick", "--threads", "1", "--frameworks", "textbook",
+                "--workloads", "tiny-infer-b1")
+    assert proc.returncode == 0, proc.stderr
+    assert "| tiny-infer-b1" in proc.stdout
+    assert "OPENBLAS_CORETYPE=" in proc.stdout
+    proc = _run("--quick", "--json", "--profile", "--threads", "1", "--workloads", "tiny-train-b4")
+    assert proc.returncode == 0, proc.stderr
+    (worker,) = json.loads(proc.stdout)["profile"]["workers"]
+    assert "error" not in worker, worker.get("traceback")
+    kinds = {o["op"].split()[0] for o in worker["ops"]}
+    assert {"Conv2d", "ReLU", "MaxPool2d", "Linear"} <= kinds
+    assert worker["ops"][0]["backward_ms"] >= 0
+
+
+def test_unknown_workload_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown workload 'nope'; expected one of"):
+        workloads.find_workloads(["nope"])
+    assert build_parser().parse_args(["--quick"]).quick
+
+
+def test_textbook_matches_torch_on_one_batch():
+    torch = pytest.importorskip("torch")
+    arch = workloads.ARCHS["lenet5"]
+    w = workloads.make_weights(arch["layers"], seed=3)
+    x, y = workloads.make_batch(arch["input"], 8, seed=3)
+    net = textbook.TextbookNet(arch["layers"], w)
+    loss = net.loss_and_grads(x, y)
+    grads = dict(net.named_grads())
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+        torch.nn.Linear(84, 10)).double()
+    model.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in w.items()})
+    ref = torch.nn.functional.cross_entropy(model(torch.from_numpy(x.astype(np.float64))),
+                                            torch.from_numpy(y))
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=1e-5)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+    # One SGD momentum step moves the weights exactly as torch's SGD does.
+    opt = torch.optim.SGD(model.parameters(), lr=workloads.LR, momentum=workloads.MOMENTUM)
+    opt.step()
+    net.sgd_step()
+    for (name, p), (_, q) in zip(model.named_parameters(), net.named_parameters(), strict=True):
+        np.testing.assert_allclose(q, p.detach().numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_check_flags_a_framework_that_disagrees(tmp_path):
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, g=np.ones(4, np.float32))
+    np.savez(bad, g=np.full(4, 2.0, np.float32))
+    check = check_against_reference({
+        "torch_nchw": {"check_file": str(good)}, "cnnlab": {"check_file": str(good)},
+        "textbook": {"check_file": str(bad)}})
+    assert check["reference"] == "torch_nchw"
+    assert check["frameworks"]["cnnlab"]["ok"]
+    assert not check["frameworks"]["textbook"]["ok"]
+    assert not check["ok"]
+
+
+def test_rounds_keep_the_fastest_undisturbed_one():
+    def rnd(median, others):
+        return {"median_ms": median, "min_ms": median - 1, "max_ms": median + 1, "reps": 5,
+                "peak_rss_mib": 50.0, "step_rss_mib": 5.0, "other_cpu_cores": others}
+
+    merged = merge_rounds([rnd(10.0, 0.0), rnd(8.0, 1.0), rnd(9.0, 0.05)])
+    assert merged["median_ms"] == 9.0  # 8.0 ran while another process held a core
+    assert (merged["min_ms"], merged["max_ms"], merged["reps"]) == (7.0, 11.0, 15)
+    assert merged["round_medians_ms"] == [10.0, 8.0, 9.0]
+    # With one of two cores left idle on purpose, a process using it disturbs nothing.
+    assert merge_rounds([rnd(10.0, 0.0), rnd(8.0, 1.0)], spare_cores=1)["median_ms"] == 8.0
+    assert "error" in merge_rounds([rnd(10.0, 0.0), {"error": "boom"}])
