@@ -122,3 +122,18 @@ def test_second_backward_through_a_conv_is_a_clear_error():
     loss.backward()
     with pytest.raises(RuntimeError, match="backward through the same graph a second time"):
         loss.backward()
+
+
+def test_relu_split_over_the_batch_keeps_values_and_memory_layout(threads):
+    rng = np.random.default_rng(5)
+    nhwc = rng.standard_normal((5, 4, 3, 6))  # channels-last memory, seen as NCHW
+    x = nhwc.transpose(0, 3, 1, 2)
+    X = cnnlab.Tensor(x, requires_grad=True)
+    out = F.relu(X)
+    assert out.data.strides == x.strides
+    np.testing.assert_array_equal(out.data, np.maximum(x, 0))
+    g = rng.standard_normal(x.shape)
+    out.backward(g)
+    np.testing.assert_array_equal(X.grad, g * (x > 0))
+    with cnnlab.no_grad():
+        np.testing.assert_array_equal(F.relu(cnnlab.Tensor(x)).data, np.maximum(x, 0))

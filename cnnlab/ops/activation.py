@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.kernels.parallel import over_batch
 from cnnlab.tensor import Function, Tensor
 
 
 class ReLU(Function):
+    # Large maps are split over the batch: one memory-bound pass per thread.
     def forward(self, x):
+        zero = x.dtype.type(0)
+        if x.ndim == 0:
+            self.mask = x > zero
+            return x * self.mask
+        out = np.empty_like(x)  # same memory layout as x (channels-last stays so)
         if not self.needs_grad[0]:  # inference: one pass, no mask to keep
-            return np.maximum(x, x.dtype.type(0))
-        self.mask = x > 0
-        return x * self.mask
+            over_batch(lambda a, z: np.maximum(x[a:z], zero, out=out[a:z]), len(x), x.size)
+            return out
+        self.mask = np.empty_like(x, dtype=bool)
+
+        def chunk(a: int, z: int) -> None:
+            np.greater(x[a:z], zero, out=self.mask[a:z])
+            np.multiply(x[a:z], self.mask[a:z], out=out[a:z])
+
+        over_batch(chunk, len(x), x.size)
+        return out
 
     def backward(self, grad):
-        return grad * self.mask
+        if grad.ndim == 0:
+            return grad * self.mask
+        out = np.empty_like(grad)
+        over_batch(lambda a, z: np.multiply(grad[a:z], self.mask[a:z], out=out[a:z]),
+                   len(grad), grad.size)
+        return out
 
 
 class LeakyReLU(Function):
