@@ -13,7 +13,7 @@ import cnnlab
 from cnnlab.kernels import conv as kconv
 from cnnlab.kernels import parallel
 from cnnlab.nn import functional as F
-from cnnlab.ops.reference import conv2d_naive
+from cnnlab.ops.reference import conv2d_naive, max_pool2d_naive
 from cnnlab.shape import pair
 
 
@@ -137,3 +137,31 @@ def test_relu_split_over_the_batch_keeps_values_and_memory_layout(threads):
     np.testing.assert_array_equal(X.grad, g * (x > 0))
     with cnnlab.no_grad():
         np.testing.assert_array_equal(F.relu(cnnlab.Tensor(x)).data, np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool_split_over_the_batch_equals_the_unsplit_pass(kernel, stride, padding,
+                                                               monkeypatch):
+    pytest.importorskip("threadpoolctl", reason="batch splitting needs threadpoolctl")
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (5, 3, 7, 6)).astype(np.float64)  # many ties: the rule must hold
+    g = rng.standard_normal(F.max_pool2d(cnnlab.Tensor(x), kernel, stride, padding).shape)
+
+    def run():
+        X = cnnlab.Tensor(x, requires_grad=True)
+        out = F.max_pool2d(X, kernel, stride, padding)
+        out.backward(g)
+        return out.data, X.grad
+
+    monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 1 << 62)
+    whole = run()
+    monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
+    previous = parallel.get_num_threads()
+    parallel.set_num_threads(3)
+    try:
+        split = run()
+    finally:
+        parallel.set_num_threads(previous)
+    for a, b in zip(whole, split, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole[0], max_pool2d_naive(x, kernel, stride, padding))

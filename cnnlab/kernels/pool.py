@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.kernels.parallel import over_batch
 from cnnlab.kernels.window import col2im_taps, pad_nhwc, tap_slices, to_nhwc, unpad_nhwc
 
 _NO_DILATION = (1, 1)
@@ -15,27 +16,37 @@ def max_pool2d_forward(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int
     """Returns ``(out NCHW view of NHWC memory, index of each window's maximum as int8)``;
     the index (needed only for the backward pass) is None unless ``need_argmax``.
 
-    Works tap by tap over strided views (K*K passes over the output, no window copy); the
-    first maximum in row-major window order wins ties, as in PyTorch.
+    Works tap by tap over strided views (K*K passes over the output, no window copy), split
+    over the batch; the first maximum in row-major window order wins ties, as in PyTorch.
     """
     kh, kw = kernel
-    xp = pad_nhwc(to_nhwc(x), *padding, value=-np.inf)
-    taps = [xp[:, r, c, :] for r, c in
-            (tap_slices(i, j, stride, _NO_DILATION, out_hw) for i in range(kh) for j in range(kw))]
-    out = taps[0].copy()
-    for tap in taps[1:]:
-        np.maximum(out, tap, out=out)
-    if not need_argmax:
-        return out.transpose(0, 3, 1, 2), None
-    # arg counts the taps before the first maximum: PyTorch's tie rule, in three cheap
-    # passes per tap (a masked copyto per tap is several times slower).
-    arg = np.zeros(out.shape, dtype=np.int16 if kh * kw > 127 else np.int8)
-    not_found = np.ones(out.shape, dtype=bool)
-    differs = np.empty(out.shape, dtype=bool)
-    for tap in taps[:-1]:
-        np.not_equal(tap, out, out=differs)
-        np.logical_and(not_found, differs, out=not_found)
-        arg += not_found
+    xh = to_nhwc(x)
+    n, c = x.shape[0], x.shape[1]
+    out = np.empty((n, *out_hw, c), dtype=x.dtype)
+    arg = np.zeros(out.shape, dtype=np.int16 if kh * kw > 127 else np.int8) \
+        if need_argmax else None
+
+    def chunk(a: int, z: int) -> None:
+        xp = pad_nhwc(xh[a:z], *padding, value=-np.inf)
+        taps = [xp[:, r, q, :] for r, q in
+                (tap_slices(i, j, stride, _NO_DILATION, out_hw)
+                 for i in range(kh) for j in range(kw))]
+        o = out[a:z]
+        np.copyto(o, taps[0])
+        for tap in taps[1:]:
+            np.maximum(o, tap, out=o)
+        if arg is None:
+            return
+        # arg counts the taps before the first maximum: PyTorch's tie rule, in three cheap
+        # passes per tap (a masked copyto per tap is several times slower).
+        not_found = np.ones(o.shape, dtype=bool)
+        differs = np.empty(o.shape, dtype=bool)
+        for tap in taps[:-1]:
+            np.not_equal(tap, o, out=differs)
+            np.logical_and(not_found, differs, out=not_found)
+            arg[a:z] += not_found
+
+    over_batch(chunk, n, x.size)
     return out.transpose(0, 3, 1, 2), arg
 
 
@@ -47,20 +58,23 @@ def max_pool2d_backward(grad: np.ndarray, arg: np.ndarray, x_shape: tuple[int, .
     ph, pw = padding
     oh, ow = arg.shape[1], arg.shape[2]
     g = to_nhwc(grad)
-    if (kh, kw) == stride:
-        # Windows don't overlap: each tap writes its own input cells, no accumulation.
-        dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=grad.dtype)
+    dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=grad.dtype)
+
+    def chunk(a: int, z: int) -> None:
+        if (kh, kw) == stride:
+            # Windows don't overlap: each tap writes its own input cells, no accumulation.
+            for i in range(kh):
+                for j in range(kw):
+                    rows, cols = tap_slices(i, j, stride, _NO_DILATION, (oh, ow))
+                    np.multiply(g[a:z], arg[a:z] == i * kw + j, out=dxp[a:z, rows, cols, :])
+            return
+        taps = np.empty((kh, kw, z - a, oh, ow, c), dtype=grad.dtype)
         for i in range(kh):
             for j in range(kw):
-                rows, cols = tap_slices(i, j, stride, _NO_DILATION, (oh, ow))
-                np.multiply(g, arg == i * kw + j, out=dxp[:, rows, cols, :])
-    else:
-        taps = np.empty((kh, kw, n, oh, ow, c), dtype=grad.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                np.multiply(g, arg == i * kw + j, out=taps[i, j])
-        dxp = col2im_taps(taps, stride, _NO_DILATION,
-                          np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=grad.dtype))
+                np.multiply(g[a:z], arg[a:z] == i * kw + j, out=taps[i, j])
+        col2im_taps(taps, stride, _NO_DILATION, dxp[a:z])
+
+    over_batch(chunk, n, dxp.size)
     return unpad_nhwc(dxp, ph, pw).transpose(0, 3, 1, 2)
 
 
