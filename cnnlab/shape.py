@@ -72,8 +72,15 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
     return (padded - span) // stride + 1
 
 
+def dropped(size: int, kernel: int, stride: int = 1, padding: int = 0,
+            dilation: int = 1) -> int:
+    """How many rows (or columns) at the end of the padded input no window reaches: the
+    remainder when ``(W - F + 2P)/S`` is not a whole number."""
+    span = dilation * (kernel - 1) + 1
+    return (size + 2 * padding - span) % stride
+
+
 def is_exact(size: int, kernel: int, stride: int = 1, padding: int = 0,
              dilation: int = 1) -> bool:
     """True when the windows cover the padded input exactly (no rows or columns dropped)."""
-    span = dilation * (kernel - 1) + 1
-    return (size + 2 * padding - span) % stride == 0
+    return dropped(size, kernel, stride, padding, dilation) == 0

@@ -63,7 +63,7 @@ def output_size_formula(
     Raises:
         ValueError: if the window does not fit into the padded input.
     """
-    from cnnlab.shape import conv_output_size
+    from cnnlab.shape import conv_output_size, dropped
 
     span = size - kernel + 2 * padding
     if span < 0:
@@ -72,14 +72,14 @@ def output_size_formula(
             f"on each side ({size + 2 * padding}); use a smaller size or more padding"
         )
     out = conv_output_size(size, kernel, stride, padding)
-    dropped = span % stride
+    left_over = dropped(size, kernel, stride, padding)
     text = (
         f"({letter} - F + 2P)/S + 1 = ({size} - {kernel} + 2*{padding})/{stride} + 1 = "
         f"{num(span / stride + 1)}"
     )
-    if dropped:
+    if left_over:
         text += f", rounded down to {out}"
-    return text, out, dropped
+    return text, out, left_over
 
 
 # --------------------------------------------------------------------------- values
