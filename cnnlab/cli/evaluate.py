@@ -40,8 +40,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (accuracy, loss, n, per-class accuracy, "
                         "confusion matrix) instead of text")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show full tracebacks on errors")
     p.set_defaults(func=run)
 
 

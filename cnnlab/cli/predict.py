@@ -31,8 +31,6 @@ def register(subparsers: Any) -> None:
                    help="how many classes to show per image (default 3)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with a list of predictions instead of text")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show full tracebacks on errors")
     p.set_defaults(func=run)
 
 

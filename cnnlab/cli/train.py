@@ -78,8 +78,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run saved in DIR (its settings are reused; --epochs "
                         "may raise the total)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show full tracebacks on errors")
     p.set_defaults(func=run)
 
 
