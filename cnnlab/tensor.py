@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.kernels.parallel import single_threaded_blas
+
 _grad_enabled = True
 
 
@@ -164,39 +166,40 @@ class Tensor:
         grads: dict[int, np.ndarray] = {id(self): grad}
         # Arrays already handed out (to a leaf, or the caller's own grad), so none is shared.
         given: set[int] = {id(grad)}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            ctx = node._ctx
-            if ctx is None:
-                if node.requires_grad:
-                    if node.grad is None:
-                        # A view (g.base set) may share memory with another leaf's gradient.
-                        node.grad = g.copy() if id(g) in given or g.base is not None else g
-                        given.add(id(node.grad))
-                    else:
-                        node.grad = node.grad + g
-                continue
-            in_grads = ctx.backward(g)
-            if not isinstance(in_grads, tuple):
-                in_grads = (in_grads,)
-            if len(in_grads) != len(ctx.parents):
-                raise RuntimeError(
-                    f"{type(ctx).__name__}.backward returned {len(in_grads)} gradients for "
-                    f"{len(ctx.parents)} inputs"
-                )
-            for parent, pg in zip(ctx.parents, in_grads, strict=True):
-                if pg is None or not parent.requires_grad:
+        with single_threaded_blas:  # once for the whole pass, not once per kernel
+            for node in reversed(order):
+                g = grads.pop(id(node), None)
+                if g is None:
                     continue
-                if pg.shape != parent.shape or pg.dtype != parent.dtype:
+                ctx = node._ctx
+                if ctx is None:
+                    if node.requires_grad:
+                        if node.grad is None:
+                            # A view (g.base set) may share memory with another leaf's gradient.
+                            node.grad = g.copy() if id(g) in given or g.base is not None else g
+                            given.add(id(node.grad))
+                        else:
+                            node.grad = node.grad + g
+                    continue
+                in_grads = ctx.backward(g)
+                if not isinstance(in_grads, tuple):
+                    in_grads = (in_grads,)
+                if len(in_grads) != len(ctx.parents):
                     raise RuntimeError(
-                        f"{type(ctx).__name__}.backward returned a gradient of shape "
-                        f"{pg.shape} {pg.dtype} for an input of shape {parent.shape} "
-                        f"{parent.dtype}"
+                        f"{type(ctx).__name__}.backward returned {len(in_grads)} gradients for "
+                        f"{len(ctx.parents)} inputs"
                     )
-                key = id(parent)
-                grads[key] = pg if key not in grads else grads[key] + pg
+                for parent, pg in zip(ctx.parents, in_grads, strict=True):
+                    if pg is None or not parent.requires_grad:
+                        continue
+                    if pg.shape != parent.shape or pg.dtype != parent.dtype:
+                        raise RuntimeError(
+                            f"{type(ctx).__name__}.backward returned a gradient of shape "
+                            f"{pg.shape} {pg.dtype} for an input of shape {parent.shape} "
+                            f"{parent.dtype}"
+                        )
+                    key = id(parent)
+                    grads[key] = pg if key not in grads else grads[key] + pg
 
     # ----- operators (implemented in cnnlab.ops.basic) ------------------------------------
     def _lift(self, other: Any) -> Tensor:

@@ -11,7 +11,7 @@ import pytest
 
 import cnnlab
 from cnnlab.kernels import conv as kconv
-from cnnlab.kernels import parallel
+from cnnlab.kernels import parallel, tiles
 from cnnlab.nn import functional as F
 from cnnlab.ops.reference import conv2d_naive, max_pool2d_naive
 from cnnlab.shape import pair
@@ -61,6 +61,13 @@ def threads(request, monkeypatch):
         yield 1
 
 
+@pytest.fixture(params=["one tile", "one row per tile"])
+def tile_bytes(request, monkeypatch):
+    """Run each case with the whole batch in one tile and with the smallest tiles (a band
+    of one output row), so tile edges fall everywhere they can."""
+    monkeypatch.setattr(tiles, "TILE_BYTES", 1 << 40 if request.param == "one tile" else 1)
+
+
 @pytest.mark.parametrize(
     "c, f, opts, path",
     [
@@ -73,7 +80,7 @@ def threads(request, monkeypatch):
         (16, 8, dict(stride=1, padding=1, groups=2), "col2im"),
     ],
 )
-def test_each_kernel_path_matches_the_reference(c, f, opts, path, threads):
+def test_each_kernel_path_matches_the_reference(c, f, opts, path, threads, tile_bytes):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, c, 6, 5))  # 4 samples: chunks of 1, 1 and 2 with 3 threads
     w = rng.standard_normal((f, c // opts.get("groups", 1), 3, 2))
@@ -87,8 +94,67 @@ def test_each_kernel_path_matches_the_reference(c, f, opts, path, threads):
 
     out, g, dx, dw, db = _conv_grads(x, w, b, **opts)
     np.testing.assert_allclose(out, conv2d_naive(x, w, b, **opts), rtol=1e-12, atol=1e-12)
-    for analytic, numeric in zip((dx, dw, db), _numeric_grads(x, w, b, g, **opts), strict=True):
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-6)
+    if tile_bytes == "one tile":
+        expected = _numeric_grads(x, w, b, g, **opts)
+        tolerance = 1e-6
+    else:  # thousands of tiny tiles make finite differences slow: match the one-tile pass
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(tiles, "TILE_BYTES", 1 << 40)
+            expected = _conv_grads(x, w, b, **opts)[2:]
+        tolerance = 1e-12
+    for analytic, want in zip((dx, dw, db), expected, strict=True):
+        np.testing.assert_allclose(analytic, want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("n, oh, ow, row_bytes, parts", [
+    (128, 32, 32, 36_864, 2),  # CIFAR 32x32x32 layer: one sample per tile
+    (64, 28, 28, 2_800, 2),  # LeNet first layer: many samples per tile, equal shares
+    (1, 32, 32, 36_864, 2),  # a single image: bands of rows, one per thread
+    (3, 7, 5, 10 << 20, 4),  # rows larger than a tile: one row per tile
+    (5, 4, 4, 100, 3),
+    (0, 4, 4, 100, 2),
+])
+def test_tiles_cover_every_output_row_once_and_share_it_evenly(n, oh, ow, row_bytes, parts):
+    plan = tiles.plan(n, oh, ow, row_bytes, parts)
+    covered = np.zeros((n, oh), dtype=int)
+    for t in plan:
+        covered[t.samples, t.rows] += 1
+        assert t.samples.stop - t.samples.start == 1 or t.rows == slice(0, oh)
+        rows = (t.samples.stop - t.samples.start) * (t.rows.stop - t.rows.start) * ow
+        assert t.flat.stop - t.flat.start == rows
+        assert t.flat.start == (t.samples.start * oh + t.rows.start) * ow
+    assert (covered == 1).all()
+    if not plan:
+        return
+    shares = tiles.share(plan, parts)
+    assert [t for share in shares for t in share] == plan
+    sizes = [sum(t.flat.stop - t.flat.start for t in share) for share in shares]
+    assert len(shares) == min(parts, len(plan))
+    assert max(sizes) - min(sizes) <= tiles.largest(plan)
+
+
+def test_a_single_image_is_split_over_threads_in_bands_of_rows(monkeypatch):
+    pytest.importorskip("threadpoolctl", reason="splitting needs threadpoolctl")
+    monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
+    monkeypatch.setattr(kconv, "BAND_SPLIT_WORK", 0)
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(s) for s in ((1, 16, 9, 7), (16, 16, 3, 3), (16,)))
+    shares = []
+    run_parts = parallel.run_parts
+    monkeypatch.setattr(parallel, "run_parts",
+                        lambda work, parts: shares.append(len(parts)) or run_parts(work, parts))
+    previous = parallel.get_num_threads()
+    parallel.set_num_threads(3)
+    try:
+        out, g, dx, dw, db = _conv_grads(x, w, b, padding=1)
+        assert shares[:3] == [3, 3, 3]  # forward, weight gradient, input gradient
+        parallel.set_num_threads(1)
+        expected = _conv_grads(x, w, b, padding=1)
+    finally:
+        parallel.set_num_threads(previous)
+    np.testing.assert_allclose(out, conv2d_naive(x, w, b, padding=1), rtol=1e-12, atol=1e-12)
+    for got, want in zip((dx, dw, db), expected[2:], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_pooled_window_buffers_never_leak_between_graphs():
@@ -116,12 +182,14 @@ def test_pooled_window_buffers_never_leak_between_graphs():
     np.testing.assert_array_equal(grads(xs[1], run_between=interleave), expected)
 
 
-def test_second_backward_through_a_conv_is_a_clear_error():
-    W = cnnlab.Tensor(np.ones((2, 1, 3, 3)), requires_grad=True)
-    loss = F.conv2d(cnnlab.Tensor(np.ones((1, 1, 4, 4))), W).sum()
+def test_a_second_backward_through_a_conv_accumulates_the_same_gradient_again():
+    # Only the input is saved (the windows are rebuilt), so nothing is freed by backward.
+    W = cnnlab.Tensor(np.arange(18.0).reshape(2, 1, 3, 3), requires_grad=True)
+    loss = F.conv2d(cnnlab.Tensor(np.arange(16.0).reshape(1, 1, 4, 4)), W).sum()
     loss.backward()
-    with pytest.raises(RuntimeError, match="backward through the same graph a second time"):
-        loss.backward()
+    first = W.grad.copy()
+    loss.backward()
+    np.testing.assert_array_equal(W.grad, 2 * first)
 
 
 def test_relu_split_over_the_batch_keeps_values_and_memory_layout(threads):

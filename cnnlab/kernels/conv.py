@@ -1,27 +1,58 @@
-"""Convolution as im2col + one GEMM per group, on channels-last memory.
+"""Convolution as im2col + GEMM on channels-last memory, one cache-sized tile at a time.
 
-Rows of the window matrix are ordered by sample, so a layer splits over the batch into
-independent chunks (``parallel.over_batch``): each pads, copies and multiplies its own rows.
+Each tile (``kernels.tiles``) copies its windows into a small buffer and multiplies it while
+it is still in cache; threads take consecutive tiles. Nothing is kept between the forward
+and the backward pass but the input: the weight gradient builds the windows again, tile by
+tile, which costs less than writing the whole window matrix to memory and reading it back.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from cnnlab.kernels import parallel, workspace
+from cnnlab.kernels import parallel, tiles, workspace
 from cnnlab.kernels.window import col2im_taps, pad_nhwc, tap_slices, to_nhwc, unpad_nhwc, windows
 
 # Up to this many input channels (first layers: gray or RGB images) a window row holds so few
 # contiguous values that copying tap by tap in channel-major order is ~3x faster.
 CHANNEL_MAJOR_MAX_C = 4
 
+# Fewer samples than threads: bands of one image's rows are shared out only past this many
+# multiply-adds (no gain measured at 4e7, 1.3x at 1.5e8 on 2 cores); below it, one thread.
+BAND_SPLIT_WORK = 100_000_000
+
+
+class Geometry(NamedTuple):
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    cg: int  # input channels per group
+    out_hw: tuple[int, int]
+
+    @property
+    def taps(self) -> int:  # length of one window row: KH * KW * C/groups
+        return self.kernel[0] * self.kernel[1] * self.cg
+
+    @property
+    def channel_major(self) -> bool:
+        return self.groups == 1 and self.cg <= CHANNEL_MAJOR_MAX_C
+
 
 def fill_channel_major(buf: np.ndarray, xp: np.ndarray, stride: tuple[int, int],
                        dilation: tuple[int, int]) -> None:
-    """Fill a (KH, KW, C, N, OH, OW) buffer from a padded NHWC array, one contiguous block
-    copy per tap and channel."""
+    """Fill a (KH, KW, C, N, OH, OW) buffer from a padded NHWC array: one strided copy for
+    one channel or one image (fewest calls), else one contiguous block copy per tap and
+    channel (streams better over several RGB images)."""
     kh, kw, c, n, oh, ow = buf.shape
     _, hp, wp, _ = xp.shape
+    if c == 1 or n == 1:
+        win = windows(xp, (kh, kw), stride, dilation, (oh, ow))
+        np.copyto(buf, win.transpose(3, 4, 5, 0, 1, 2))
+        return
     xc = xp.reshape(1, n, hp, wp) if c == 1 else np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
     for i in range(kh):
         for j in range(kw):
@@ -29,17 +60,83 @@ def fill_channel_major(buf: np.ndarray, xp: np.ndarray, stride: tuple[int, int],
             buf[i, j] = xc[:, :, rows, cols]
 
 
-def release(cols: list[np.ndarray]) -> None:
-    """Give window matrices back to the workspace pool and empty the list."""
-    for col in cols:
-        workspace.give(col.base if col.base is not None else col)
-    cols.clear()
+def _windows_of(tile: tiles.Tile, xh: np.ndarray, xp_all: np.ndarray | None,
+                geo: Geometry) -> np.ndarray:
+    """The padded input a tile's windows read: the padded rows it needs when the whole
+    input was padded once (row bands), else its samples, padded here (in its thread)."""
+    if xp_all is None:
+        return pad_nhwc(xh[tile.samples], *geo.padding)
+    top = tile.rows.start * geo.stride[0]
+    bottom = (tile.rows.stop - 1) * geo.stride[0] + geo.dilation[0] * (geo.kernel[0] - 1) + 1
+    return xp_all[tile.samples, top:bottom]
+
+
+def _fill(buf: np.ndarray, xp: np.ndarray, tile: tiles.Tile, g: int, geo: Geometry):
+    """Group ``g``'s windows of a tile, copied into the flat buffer ``buf``; returns them as
+    a (rows, KH*KW*Cg) matrix (a transposed view in the channel-major layout)."""
+    kh, kw = geo.kernel
+    ns, nr, ow = xp.shape[0], tile.rows.stop - tile.rows.start, geo.out_hw[1]
+    rows = ns * nr * ow
+    block = buf[:rows * geo.taps]
+    if geo.channel_major:
+        fill_channel_major(block.reshape(kh, kw, geo.cg, ns, nr, ow), xp, geo.stride,
+                           geo.dilation)
+        return block.reshape(geo.taps, rows).T  # BLAS reads the transposed view as it is
+    win = windows(xp, geo.kernel, geo.stride, geo.dilation, (nr, ow))
+    if geo.groups > 1:
+        win = win[..., g * geo.cg:(g + 1) * geo.cg]
+    np.copyto(block.reshape(ns, nr, ow, kh, kw, geo.cg), win)
+    return block.reshape(rows, geo.taps)
+
+
+def _plan(xh: np.ndarray, geo: Geometry, cost: int):
+    """Tiles of the output, the threads' shares of them, and the once-padded input when
+    tiles are row bands (None when each tile pads its own samples)."""
+    n = xh.shape[0]
+    oh, ow = geo.out_hw
+    parts = parallel.workers(cost)
+    if n < parts and cost < BAND_SPLIT_WORK:
+        parts = 1
+    plan = tiles.plan(n, oh, ow, ow * geo.taps * xh.itemsize, parts)
+    banded = any(t.rows != slice(0, oh) for t in plan)
+    xp_all = pad_nhwc(xh, *geo.padding) if banded else None
+    return plan, tiles.share(plan, parts) if plan else [], xp_all
+
+
+def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], b: np.ndarray | None, geo: Geometry,
+                out: np.ndarray) -> None:
+    """``out`` (N*OH*OW, F) = windows of ``xh`` (NHWC) times ``wmats`` (per group, (KH*KW*Cg,
+    F/groups)), plus ``b``."""
+    fg = wmats[0].shape[1]
+    plan, shares, xp_all = _plan(xh, geo, out.size * geo.taps)
+
+    def work(share: list[tiles.Tile]) -> None:
+        buf = workspace.take((tiles.largest(share) * geo.taps,), xh.dtype)
+        for tile in share:
+            xp = _windows_of(tile, xh, xp_all, geo)
+            for g, wmat in enumerate(wmats):
+                np.matmul(_fill(buf, xp, tile, g, geo), wmat,
+                          out=out[tile.flat, g * fg:(g + 1) * fg])
+            if b is not None:
+                out[tile.flat] += b
+        workspace.give(buf)
+
+    with parallel.single_threaded_blas:
+        parallel.run_parts(work, shares)
+
+
+def _weight_matrices(w: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Filters as (KH*KW*Cg, F/groups) matrices, rows in window order (kh, kw, c)."""
+    f, cg, kh, kw = w.shape
+    fg = f // groups
+    return [w[g * fg:(g + 1) * fg].transpose(2, 3, 1, 0).reshape(kh * kw * cg, fg)
+            for g in range(groups)]
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
-                   dilation: tuple[int, int], groups: int, out_hw: tuple[int, int],
-                   keep_cols: bool = True):
+                   dilation: tuple[int, int], groups: int,
+                   out_hw: tuple[int, int]) -> np.ndarray:
     """Forward convolution.
 
     Args:
@@ -48,97 +145,72 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
         b: (F,) bias or None.
 
     Returns:
-        ``(out, cols)``: out is (N, F, OH, OW) viewing NHWC memory; cols, one
-        (N*OH*OW, KH*KW*C/groups) window matrix per group, kept for the weight gradient
-        (which gives them back to the workspace pool), or empty unless ``keep_cols``.
+        (N, F, OH, OW), a view of NHWC memory.
     """
     n = x.shape[0]
     f, cg, kh, kw = w.shape
-    oh, ow = out_hw
-    per_sample = oh * ow
-    m, kk, fg = n * per_sample, kh * kw * cg, f // groups
-    xh = to_nhwc(x)
-    out = np.empty((m, f), dtype=x.dtype)
-    channel_major = groups == 1 and cg <= CHANNEL_MAJOR_MAX_C
-    if channel_major:
-        buf = workspace.take((kh, kw, cg, n, oh, ow), x.dtype)
-        cols = [buf.reshape(kk, m).T]  # a transposed view: BLAS reads it as it is
-    else:
-        cols = [workspace.take((m, kk), x.dtype) for _ in range(groups)]
-    wmats = [w[g * fg:(g + 1) * fg].transpose(2, 3, 1, 0).reshape(kk, fg) for g in range(groups)]
-
-    def chunk(a: int, z: int) -> None:
-        rows = slice(a * per_sample, z * per_sample)
-        xp = pad_nhwc(xh[a:z], *padding)
-        if channel_major:
-            fill_channel_major(buf[:, :, :, a:z], xp, stride, dilation)
-        else:
-            # One copy turns the strided windows into dense (rows, KH*KW*Cg) matrices.
-            win = windows(xp, (kh, kw), stride, dilation, out_hw)
-            for g in range(groups):
-                np.copyto(cols[g][rows].reshape(z - a, oh, ow, kh, kw, cg),
-                          win[..., g * cg:(g + 1) * cg] if groups > 1 else win)
-        for g in range(groups):
-            np.matmul(cols[g][rows], wmats[g],
-                      out=out[rows, g * fg:(g + 1) * fg] if groups > 1 else out[rows])
-        if b is not None:
-            out[rows] += b
-
-    with parallel.single_threaded_blas:
-        parallel.over_batch(chunk, n, cost=m * kk * f)
-    if not keep_cols:
-        release(cols)
-    return out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2), cols
+    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, out_hw)
+    out = np.empty((n * out_hw[0] * out_hw[1], f), dtype=x.dtype)
+    _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups), b, geo, out)
+    return out.reshape(n, *out_hw, f).transpose(0, 3, 1, 2)
 
 
-def conv2d_backward(grad: np.ndarray, cols: list[np.ndarray], x_shape: tuple[int, ...],
-                    w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-                    dilation: tuple[int, int], groups: int,
+def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tuple[int, int],
+                    padding: tuple[int, int], dilation: tuple[int, int], groups: int,
                     need_x: bool, need_w: bool, need_b: bool):
     """Gradients of :func:`conv2d_forward` with respect to x, w and b (None where not needed)."""
-    n, c, h, wd = x_shape
+    n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
     oh, ow = grad.shape[2], grad.shape[3]
-    per_sample = oh * ow
-    m, fg = n * per_sample, f // groups
-    ph, pw = padding
-    dout = to_nhwc(grad).reshape(m, f)
-    full = need_x and _full_conv_applies(stride, padding, dilation, groups, (kh, kw), c, f)
-    dx = dxp = None
-    if need_x:
-        if full:
-            dx = np.empty((n, h, wd, c), dtype=grad.dtype)
-        else:
-            dxp = np.zeros((n, h + 2 * ph, wd + 2 * pw, c), dtype=grad.dtype)
-
-    def chunk(a: int, z: int) -> list[np.ndarray] | None:
-        rows = slice(a * per_sample, z * per_sample)
-        if dx is not None:
-            _dx_full_conv(dout[rows].reshape(z - a, oh, ow, f), w, padding, dilation, dx[a:z])
-        elif dxp is not None:
-            _dx_col2im(dout[rows], w, stride, dilation, groups, (oh, ow), dxp[a:z])
-        if need_w:
-            # cols.T is a transposed view: BLAS reads it without a copy.
-            return [cols[g][rows].T @ dout[rows, g * fg:(g + 1) * fg] for g in range(groups)]
-        return None
-
-    dw = db = None
+    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, (oh, ow))
+    dout = to_nhwc(grad).reshape(n * oh * ow, f)
+    dx = dw = db = None
     with parallel.single_threaded_blas:
         if need_b:
-            db = np.ones(m, dtype=grad.dtype) @ dout  # a GEMV beats a strided sum here
-        partials = parallel.over_batch(chunk, n, cost=m * kh * kw * c * f * (need_x + need_w))
-    if need_w:
-        dw = np.empty_like(w)
-        for g in range(groups):
-            dwg = partials[0][g]
-            for part in partials[1:]:
-                dwg += part[g]
-            dw[g * fg:(g + 1) * fg] = dwg.reshape(kh, kw, cg, fg).transpose(3, 2, 0, 1)
-        release(cols)  # dead from here on: the next forward pass reuses the memory
-    if need_x:
-        dx = dx if dx is not None else unpad_nhwc(dxp, ph, pw)
-        dx = dx.transpose(0, 3, 1, 2)
+            db = np.ones(len(dout), dtype=grad.dtype) @ dout  # a GEMV beats a strided sum
+        if need_w:
+            dw = _weight_grad(to_nhwc(x), dout, geo, w.shape)
+        if need_x:
+            if _full_conv_applies(stride, padding, dilation, groups, (kh, kw), c, f):
+                dx = _dx_full_conv(dout.reshape(n, oh, ow, f), w, padding, dilation, (h, wd))
+            else:
+                dxp = np.zeros((n, h + 2 * padding[0], wd + 2 * padding[1], c), grad.dtype)
+                _dx_col2im(dout, w, geo, dxp)
+                dx = unpad_nhwc(dxp, *padding)
+            dx = dx.transpose(0, 3, 1, 2)
     return dx, dw, db
+
+
+def _weight_grad(xh: np.ndarray, dout: np.ndarray, geo: Geometry,
+                 w_shape: tuple[int, ...]) -> np.ndarray:
+    """dW = windows^T @ dout, the windows rebuilt tile by tile; each thread sums its own
+    tiles, then the threads' partial sums are added in order (same result for a fixed
+    thread count)."""
+    f, cg, kh, kw = w_shape
+    fg = f // geo.groups
+    plan, shares, xp_all = _plan(xh, geo, dout.size * geo.taps)
+
+    def work(share: list[tiles.Tile]) -> list[np.ndarray]:
+        buf = workspace.take((tiles.largest(share) * geo.taps,), xh.dtype)
+        sums = [np.zeros((geo.taps, fg), dtype=dout.dtype) for _ in range(geo.groups)]
+        part = np.empty((geo.taps, fg), dtype=dout.dtype)
+        for tile in share:
+            xp = _windows_of(tile, xh, xp_all, geo)
+            for g in range(geo.groups):
+                np.matmul(_fill(buf, xp, tile, g, geo).T, dout[tile.flat, g * fg:(g + 1) * fg],
+                          out=part)
+                sums[g] += part
+        workspace.give(buf)
+        return sums
+
+    partials = parallel.run_parts(work, shares)
+    dw = np.empty(w_shape, dtype=dout.dtype)
+    for g in range(geo.groups):
+        dwg = partials[0][g]
+        for other in partials[1:]:
+            dwg += other[g]
+        dw[g * fg:(g + 1) * fg] = dwg.reshape(kh, kw, cg, fg).transpose(3, 2, 0, 1)
+    return dw
 
 
 def _full_conv_applies(stride, padding, dilation, groups, kernel, c, f) -> bool:
@@ -149,31 +221,43 @@ def _full_conv_applies(stride, padding, dilation, groups, kernel, c, f) -> bool:
             and all(padding[a] <= dilation[a] * (kernel[a] - 1) for a in range(2)))
 
 
-def _dx_full_conv(dout: np.ndarray, w: np.ndarray, padding, dilation, out: np.ndarray) -> None:
-    """dx (N, H, W, C) into ``out``: dout, padded by D*(K-1) - P, convolved with w flipped."""
+def _dx_full_conv(dout: np.ndarray, w: np.ndarray, padding, dilation,
+                  hw: tuple[int, int]) -> np.ndarray:
+    """dx (N, H, W, C): dout (N, OH, OW, F), padded by D*(K-1) - P, convolved with the
+    flipped filters — the forward kernel, tiles and all."""
     f, c, kh, kw = w.shape
-    n, h, wd, _ = out.shape
     q = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
-    dp = pad_nhwc(dout, *q)
-    cols = workspace.take((n * h * wd, kh * kw * f), dout.dtype)
-    np.copyto(cols.reshape(n, h, wd, kh, kw, f), windows(dp, (kh, kw), (1, 1), dilation, (h, wd)))
+    geo = Geometry((kh, kw), (1, 1), q, dilation, 1, f, hw)
     w_flipped = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * f, c)
-    np.matmul(cols, w_flipped, out=out.reshape(n * h * wd, c))
-    workspace.give(cols)
+    dx = np.empty((dout.shape[0] * hw[0] * hw[1], c), dtype=dout.dtype)
+    _gemm_tiles(dout, [w_flipped], None, geo, dx)
+    return dx.reshape(dout.shape[0], *hw, c)
 
 
-def _dx_col2im(dout: np.ndarray, w: np.ndarray, stride, dilation, groups, out_hw,
-               out: np.ndarray) -> None:
-    """Add dx into the padded (N, Hp, Wp, C) ``out`` by one GEMM per tap and K*K slice-adds
-    (any stride, any groups)."""
+def _dx_col2im(dout: np.ndarray, w: np.ndarray, geo: Geometry, dxp: np.ndarray) -> None:
+    """Add dx into the padded (N, Hp, Wp, C) ``dxp``: per tile of whole samples, one batched
+    GEMM gives every tap's block, then K*K slice-adds (any stride, any groups)."""
     f, cg, kh, kw = w.shape
-    fg = f // groups
-    m, c = dout.shape[0], cg * groups
-    taps = workspace.take((kh * kw, m, c), dout.dtype)
-    for g in range(groups):
-        # "Tap-major": one batched GEMM gives each tap's (M, Cg) block contiguously.
-        w_taps = w[g * fg:(g + 1) * fg].transpose(2, 3, 0, 1).reshape(kh * kw, fg, cg)
-        np.matmul(dout[None, :, g * fg:(g + 1) * fg], w_taps,
-                  out=taps[:, :, g * cg:(g + 1) * cg] if groups > 1 else taps)
-    col2im_taps(taps.reshape(kh, kw, out.shape[0], *out_hw, c), stride, dilation, out)
-    workspace.give(taps)
+    fg, c = f // geo.groups, dxp.shape[3]
+    oh, ow = geo.out_hw
+    # "Tap-major": (KH*KW, Fg, Cg) so the batched GEMM writes each tap's block contiguously.
+    w_taps = [w[g * fg:(g + 1) * fg].transpose(2, 3, 0, 1).reshape(kh * kw, fg, cg)
+              for g in range(geo.groups)]
+    n = dxp.shape[0]
+    plan = tiles.plan(n, oh, ow, ow * kh * kw * c * dout.itemsize,
+                      parallel.workers(dout.size * kh * kw * c), row_bands=False)
+
+    def work(share: list[tiles.Tile]) -> None:
+        buf = workspace.take((kh * kw * tiles.largest(share) * c,), dout.dtype)
+        for tile in share:
+            rows, ns = tile.flat.stop - tile.flat.start, tile.samples.stop - tile.samples.start
+            taps = buf[:kh * kw * rows * c].reshape(kh * kw, rows, c)
+            for g in range(geo.groups):
+                np.matmul(dout[None, tile.flat, g * fg:(g + 1) * fg], w_taps[g],
+                          out=taps[:, :, g * cg:(g + 1) * cg] if geo.groups > 1 else taps)
+            col2im_taps(taps.reshape(kh, kw, ns, oh, ow, c), geo.stride, geo.dilation,
+                        dxp[tile.samples])
+        workspace.give(buf)
+
+    if plan:
+        parallel.run_parts(work, tiles.share(plan, parallel.workers(dout.size * kh * kw * c)))

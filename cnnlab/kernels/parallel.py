@@ -95,6 +95,28 @@ class _BlasControl:
 single_threaded_blas = _BlasControl()
 
 
+def workers(cost: int) -> int:
+    """How many threads a kernel of ``cost`` multiply-adds should use (1: not worth it, or
+    BLAS threads cannot be controlled)."""
+    if cost < MIN_SPLIT_WORK or not single_threaded_blas.available:
+        return 1
+    return _threads
+
+
+def run_parts(work: Callable[[Any], Any], parts: list[Any]) -> list[Any]:
+    """Run ``work(part)`` for every part, one part per thread, the calling thread taking the
+    first; returns the results in order."""
+    global _executor
+    if len(parts) <= 1:
+        return [work(p) for p in parts]
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=_threads - 1,
+                                       thread_name_prefix="cnnlab-kernel")
+    futures = [_executor.submit(work, p) for p in parts[1:]]
+    first = work(parts[0])
+    return [first] + [f.result() for f in futures]
+
+
 def over_batch(work: Callable[[int, int], Any], n: int, cost: int) -> list[Any]:
     """Run ``work(start, stop)`` over contiguous chunks of ``range(n)``, in parallel when
     there are threads to use and ``cost`` (multiply-adds) makes it worth it.
@@ -102,14 +124,6 @@ def over_batch(work: Callable[[int, int], Any], n: int, cost: int) -> list[Any]:
     Returns:
         The chunks' results, in batch order.
     """
-    global _executor
-    chunks = min(_threads, n) if cost >= MIN_SPLIT_WORK else 1
-    if chunks <= 1 or not single_threaded_blas.available:
-        return [work(0, n)]
+    chunks = max(1, min(workers(cost), n))
     bounds = [n * i // chunks for i in range(chunks + 1)]
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=_threads - 1,
-                                       thread_name_prefix="cnnlab-kernel")
-    futures = [_executor.submit(work, bounds[i], bounds[i + 1]) for i in range(1, chunks)]
-    first = work(bounds[0], bounds[1])  # the calling thread takes a share too
-    return [first] + [f.result() for f in futures]
+    return run_parts(lambda ab: work(*ab), list(zip(bounds[:-1], bounds[1:], strict=True)))

@@ -9,36 +9,42 @@ it is dead, so nothing the caller can see is ever reused.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 ENABLED = True
 MAX_POOLED_BYTES = 1 << 30  # past this, given-back buffers are simply dropped
 _pool: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = {}
 _pooled_bytes = 0
+_lock = threading.Lock()  # the kernels' threads take and give buffers concurrently
 
 
 def take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """An uninitialized C-contiguous array of ``shape`` and ``dtype``, reused if one is free."""
     global _pooled_bytes
-    free = _pool.get((shape, np.dtype(dtype).str)) if ENABLED else None
-    if free:
-        buf = free.pop()
-        _pooled_bytes -= buf.nbytes
-        return buf
+    with _lock:
+        free = _pool.get((shape, np.dtype(dtype).str)) if ENABLED else None
+        if free:
+            buf = free.pop()
+            _pooled_bytes -= buf.nbytes
+            return buf
     return np.empty(shape, dtype=dtype)
 
 
 def give(buf: np.ndarray | None) -> None:
     """Return a buffer obtained from :func:`take` that nothing references any more."""
     global _pooled_bytes
-    if buf is None or not ENABLED or _pooled_bytes + buf.nbytes > MAX_POOLED_BYTES:
-        return
-    _pool.setdefault((buf.shape, buf.dtype.str), []).append(buf)
-    _pooled_bytes += buf.nbytes
+    with _lock:
+        if buf is None or not ENABLED or _pooled_bytes + buf.nbytes > MAX_POOLED_BYTES:
+            return
+        _pool.setdefault((buf.shape, buf.dtype.str), []).append(buf)
+        _pooled_bytes += buf.nbytes
 
 
 def clear() -> None:
     """Drop every pooled buffer (e.g. after training, to give the memory back)."""
     global _pooled_bytes
-    _pool.clear()
-    _pooled_bytes = 0
+    with _lock:
+        _pool.clear()
+        _pooled_bytes = 0

@@ -53,20 +53,14 @@ def conv2d_output_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride:
 
 class Conv2d(Function):
     def forward(self, x, w, b=None, *, stride, padding, dilation, groups, out_hw):
-        self.x_shape, self.w = x.shape, w
+        # The input itself is all backward needs: the weight gradient rebuilds its windows.
+        self.x, self.w = x, w
         self.opts = stride, padding, dilation, groups
-        out, self.cols = kernel.conv2d_forward(x, w, b, stride, padding, dilation, groups,
-                                               out_hw, keep_cols=self.needs_grad[1])
-        return out
+        return kernel.conv2d_forward(x, w, b, stride, padding, dilation, groups, out_hw)
 
     def backward(self, grad):
         need = self.needs_grad + (False,) * (3 - len(self.needs_grad))
-        if need[1] and not self.cols:
-            raise RuntimeError(
-                "conv2d: backward through the same graph a second time; its saved input "
-                "windows were freed after the first backward. Run the forward pass again."
-            )
-        dx, dw, db = kernel.conv2d_backward(grad, self.cols, self.x_shape, self.w, *self.opts,
+        dx, dw, db = kernel.conv2d_backward(grad, self.x, self.w, *self.opts,
                                             need_x=need[0], need_w=need[1], need_b=need[2])
         return (dx, dw, db)[:len(self.needs_grad)]
 
