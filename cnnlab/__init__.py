@@ -1,12 +1,15 @@
 """cnnlab: convolutional neural networks from first principles, on NumPy."""
 
 from cnnlab import nn, random
+from cnnlab.kernels import memory
 from cnnlab.kernels.parallel import get_num_threads, set_num_threads
 from cnnlab.ops.loss import NonFiniteLossError
 from cnnlab.random import manual_seed
 from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
+
+memory.keep_freed_memory()  # each step reuses the last step's memory (see kernels/memory.py)
 
 
 def __getattr__(name: str):
