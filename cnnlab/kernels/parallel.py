@@ -76,6 +76,11 @@ class _BlasControl:
     def available(self) -> bool:
         return self._lib is not None
 
+    @property
+    def entered(self) -> bool:
+        """Whether a kernel (or a Module call) in this process is inside the block."""
+        return self._depth > 0
+
     def __enter__(self) -> _BlasControl:
         if self._lib is not None:
             if self._depth == 0:
@@ -124,6 +129,8 @@ def over_batch(work: Callable[[int, int], Any], n: int, cost: int) -> list[Any]:
     Returns:
         The chunks' results, in batch order.
     """
+    if cost < MIN_SPLIT_WORK:  # the common small case, without the bookkeeping below
+        return [work(0, n)]
     chunks = max(1, min(workers(cost), n))
     bounds = [n * i // chunks for i in range(chunks + 1)]
     return run_parts(lambda ab: work(*ab), list(zip(bounds[:-1], bounds[1:], strict=True)))

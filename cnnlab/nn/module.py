@@ -71,10 +71,13 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._ensure_init()
-        # BLAS is set to one thread once for the whole forward pass, not once per kernel:
-        # nested entries are free, and at batch 1 the switches were ~7% of the time.
-        with single_threaded_blas:
+        # BLAS is set to one thread once for the whole forward pass, not once per kernel
+        # (at batch 1 the switches were ~7% of the time); sub-modules find it already set.
+        if single_threaded_blas.entered:
             out = self.forward(*args, **kwargs)
+        else:
+            with single_threaded_blas:
+                out = self.forward(*args, **kwargs)
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
                 result = hook(self, args, out)
