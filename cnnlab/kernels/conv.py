@@ -23,6 +23,11 @@ CHANNEL_MAJOR_MAX_C = 4
 # multiply-adds (no gain measured at 4e7, 1.3x at 1.5e8 on 2 cores); below it, one thread.
 BAND_SPLIT_WORK = 100_000_000
 
+# OpenBLAS is slow on a GEMM with a long inner dimension and a small output, which is the
+# weight gradient of a thin layer: up to this many bytes of windows per sample, one GEMM per
+# sample and their sum run 1.3-2x faster (LeNet-5's layers; the CIFAR net's are above it).
+PER_SAMPLE_SUM_BYTES = 256 << 10
+
 
 class Geometry(NamedTuple):
     kernel: tuple[int, int]
@@ -196,9 +201,18 @@ def _weight_grad(xh: np.ndarray, dout: np.ndarray, geo: Geometry,
         part = np.empty((geo.taps, fg), dtype=dout.dtype)
         for tile in share:
             xp = _windows_of(tile, xh, xp_all, geo)
+            ns = tile.samples.stop - tile.samples.start
+            rows = (tile.flat.stop - tile.flat.start) // ns
+            per_sample = ns > 1 and rows * geo.taps * xh.itemsize <= PER_SAMPLE_SUM_BYTES
             for g in range(geo.groups):
-                np.matmul(_fill(buf, xp, tile, g, geo).T, dout[tile.flat, g * fg:(g + 1) * fg],
-                          out=part)
+                cols, d = _fill(buf, xp, tile, g, geo), dout[tile.flat, g * fg:(g + 1) * fg]
+                if per_sample:
+                    # One small GEMM per sample (batched), then their sum.
+                    each = np.matmul(cols.reshape(ns, rows, geo.taps).transpose(0, 2, 1),
+                                     d.reshape(ns, rows, fg))
+                    np.sum(each, axis=0, out=part)
+                else:
+                    np.matmul(cols.T, d, out=part)
                 sums[g] += part
         workspace.give(buf)
         return sums
@@ -215,9 +229,9 @@ def _weight_grad(xh: np.ndarray, dout: np.ndarray, geo: Geometry,
 
 def _full_conv_applies(stride, padding, dilation, groups, kernel, c, f) -> bool:
     """At stride 1 the input gradient is itself a convolution (of the padded output gradient
-    with the flipped filters). It beats GEMM + col2im when there are no more filters than
-    input channels, since its window matrix is then no larger than col2im's tap blocks."""
-    return (stride == (1, 1) and groups == 1 and f <= c and c >= 16
+    with the flipped filters). Measured, it beats GEMM + col2im from 16 input channels up to
+    twice as many filters as channels (its window matrix grows with the filters)."""
+    return (stride == (1, 1) and groups == 1 and f <= 2 * c and c >= 16
             and all(padding[a] <= dilation[a] * (kernel[a] - 1) for a in range(2)))
 
 
