@@ -366,3 +366,42 @@ def test_layer_attributes_mirror_pytorch(seeded):
     pool = nn.MaxPool2d(3, stride=2)
     assert (pool.kernel_size, pool.stride, pool.padding) == ((3, 3), (2, 2), (0, 0))
     assert nn.AvgPool2d(2).stride == (2, 2)
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_sequential_pools_before_relu_with_the_same_values_and_gradients(pool, monkeypatch):
+    # Integer-valued input: many ties and exact zeros, where the two orders could differ.
+    from cnnlab.ops import activation
+
+    relu_inputs = []
+    relu = activation.relu
+    monkeypatch.setattr(activation, "relu", lambda t: relu_inputs.append(t.shape) or relu(t))
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, (3, 2, 7, 6)).astype(np.float64)
+    g = rng.standard_normal((3, 2) + tuple(
+        (n + 2 * pool.get("padding", 0) - pool["kernel_size"]) // pool.get("stride", 2) + 1
+        for n in (7, 6)))
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(**pool))
+    relu_first = []
+    for order in ("Sequential", "as written"):
+        X = Tensor(x, requires_grad=True)
+        out = net(X) if order == "Sequential" else net[1](net[0](X))
+        out.backward(g)
+        relu_first.append((out.data, X.grad))
+    assert relu_inputs == [relu_first[0][0].shape, x.shape]  # pooled map first, then full
+    for fused, written in zip(*relu_first, strict=True):
+        np.testing.assert_array_equal(fused, written)
+
+
+def test_a_hook_on_the_relu_sees_the_full_map_before_pooling():
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    seen = []
+    net[0].register_forward_hook(lambda module, inputs, out: seen.append(out.shape))
+    assert net(Tensor(np.ones((1, 1, 4, 4)))).shape == (1, 1, 2, 2)
+    assert seen == [(1, 1, 4, 4)]
+
+
+def test_an_error_in_the_pool_after_a_relu_names_the_pooling_layer():
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(5))
+    with pytest.raises(ValueError, match="^layer 1: MaxPool2d"):
+        net(Tensor(np.ones((1, 1, 4, 4))))
