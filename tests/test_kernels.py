@@ -234,3 +234,34 @@ def test_max_pool_split_over_the_batch_equals_the_unsplit_pass(kernel, stride, p
     for a, b in zip(whole, split, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(whole[0], max_pool2d_naive(x, kernel, stride, padding))
+
+
+class _Probe(cnnlab.nn.Module):
+    """Records BLAS's thread count and cnnlab's split decision from inside a forward pass."""
+
+    def forward(self, x):
+        from threadpoolctl import threadpool_info
+
+        self.blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        self.workers = parallel.workers(1 << 40)
+        return x
+
+
+@pytest.mark.parametrize("batch, blas_inside, split", [(1, 2, 1), (2, 1, 2), (8, 1, 2)])
+def test_one_image_leaves_blas_its_threads_and_a_batch_runs_blas_single_threaded(
+        batch, blas_inside, split):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not parallel.single_threaded_blas.available:
+        pytest.skip("no single BLAS library to control")
+    previous = parallel.get_num_threads()
+    parallel.set_num_threads(2)
+    try:
+        with threadpoolctl.threadpool_limits(2, user_api="blas"):
+            probe = _Probe()
+            probe(cnnlab.Tensor(np.zeros((batch, 1, 2, 2), np.float32)))
+            after = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                     if i["user_api"] == "blas"]
+    finally:
+        parallel.set_num_threads(previous)
+    assert probe.blas == [blas_inside] and probe.workers == split
+    assert after == [2]  # the caller's setting is back

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.kernels.parallel import single_threaded_blas
+from cnnlab.kernels.parallel import get_num_threads, single_threaded_blas
 from cnnlab.tensor import Tensor
 
 
@@ -73,8 +73,13 @@ class Module:
         self._ensure_init()
         # BLAS is set to one thread once for the whole forward pass, not once per kernel
         # (at batch 1 the switches were ~7% of the time); sub-modules find it already set.
+        # A batch smaller than the thread count leaves BLAS its threads instead (see
+        # cnnlab.kernels.parallel).
         if single_threaded_blas.entered:
             out = self.forward(*args, **kwargs)
+        elif args and getattr(args[0], "ndim", 0) == 4 and len(args[0]) < get_num_threads():
+            with single_threaded_blas.left_threaded():
+                out = self.forward(*args, **kwargs)
         else:
             with single_threaded_blas:
                 out = self.forward(*args, **kwargs)
