@@ -140,6 +140,18 @@ def test_pair_rejects_bools_and_wrong_lengths():
             pair(bad, "stride")
 
 
+def test_checks_remembered_for_a_shape_still_reject_a_bool_or_accept_a_list():
+    # The shape checks are cached per argument set; True must not hit the entry for 1.
+    x, w = image(1, 1, 4, 4), cnnlab.Tensor(np.ones((1, 1, 2, 2), np.float32))
+    F.conv2d(x, w, stride=1)
+    F.max_pool2d(x, 2, stride=1)
+    with pytest.raises(ValueError, match="stride must be an int or a pair of ints, got True"):
+        F.conv2d(x, w, stride=True)
+    with pytest.raises(ValueError, match="stride must be an int or a pair of ints, got True"):
+        F.max_pool2d(x, 2, stride=True)
+    assert F.max_pool2d(x, [2, 2]).shape == (1, 1, 2, 2)  # unhashable: checked uncached
+
+
 def test_adaptive_pool_must_divide():
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output size \(2, 2\) must divide "
                                          r"the input size \(5, 5\)"):
