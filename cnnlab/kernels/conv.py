@@ -53,12 +53,11 @@ def fill_channel_major(buf: np.ndarray, xp: np.ndarray, stride: tuple[int, int],
     one channel or one image (fewest calls), else one contiguous block copy per tap and
     channel (streams better over several RGB images)."""
     kh, kw, c, n, oh, ow = buf.shape
-    _, hp, wp, _ = xp.shape
     if c == 1 or n == 1:
         win = windows(xp, (kh, kw), stride, dilation, (oh, ow))
         np.copyto(buf, win.transpose(3, 4, 5, 0, 1, 2))
         return
-    xc = xp.reshape(1, n, hp, wp) if c == 1 else np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
+    xc = np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
     for i in range(kh):
         for j in range(kw):
             rows, cols = tap_slices(i, j, stride, dilation, (oh, ow))

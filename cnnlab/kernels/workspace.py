@@ -1,10 +1,9 @@
 """A small pool of reusable scratch buffers for the conv kernels.
 
-im2col matrices are the largest arrays of a training step (for a 32x32x32 map at batch 128,
-151 MB). Allocating them afresh each step makes glibc map new pages every time, and touching
-those pages costs as much as a sizeable share of the convolution; handing the same buffers
-back and forth removes that cost. A buffer is given back only by the code that took it, once
-it is dead, so nothing the caller can see is ever reused.
+Each thread of a convolution copies windows into a tile buffer of about 2 MB, several times
+per layer and step. Taking the same buffers back and forth, instead of allocating them
+afresh, spares the allocator and keeps their pages mapped and warm. A buffer is given back
+only by the code that took it, once it is dead, so nothing the caller can see is ever reused.
 """
 
 from __future__ import annotations
