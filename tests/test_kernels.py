@@ -265,3 +265,13 @@ def test_one_image_leaves_blas_its_threads_and_a_batch_runs_blas_single_threaded
         parallel.set_num_threads(previous)
     assert probe.blas == [blas_inside] and probe.workers == split
     assert after == [2]  # the caller's setting is back
+
+
+@pytest.mark.parametrize("c", [3, 16])  # channel-major windows, and the full-conv gradient
+def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients(c):
+    X = cnnlab.Tensor(np.ones((0, c, 8, 8), np.float32), requires_grad=True)
+    W = cnnlab.Tensor(np.ones((4, c, 3, 3), np.float32), requires_grad=True)
+    out = F.conv2d(X, W, padding=1)
+    out.sum().backward()
+    assert out.shape == (0, 4, 8, 8) and X.grad.shape == (0, c, 8, 8)
+    np.testing.assert_array_equal(W.grad, np.zeros((4, c, 3, 3)))

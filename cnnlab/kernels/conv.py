@@ -217,6 +217,8 @@ def _weight_grad(xh: np.ndarray, dout: np.ndarray, geo: Geometry,
         return sums
 
     partials = parallel.run_parts(work, shares)
+    if not partials:  # an empty batch
+        return np.zeros(w_shape, dtype=dout.dtype)
     dw = np.empty(w_shape, dtype=dout.dtype)
     for g in range(geo.groups):
         dwg = partials[0][g]
