@@ -101,7 +101,11 @@ def _plan(xh: np.ndarray, geo: Geometry, cost: int):
     parts = parallel.workers(cost)
     if n < parts and cost < BAND_SPLIT_WORK:
         parts = 1
-    plan = tiles.plan(n, oh, ow, ow * geo.taps * xh.itemsize, parts)
+    row_bytes = ow * geo.taps * xh.itemsize
+    if parts == 1 and 0 < n * oh * row_bytes <= tiles.TILE_BYTES:  # one tile (batch 1)
+        whole = tiles.Tile(slice(0, n), slice(0, oh), slice(0, n * oh * ow))
+        return [whole], [[whole]], None
+    plan = tiles.plan(n, oh, ow, row_bytes, parts)
     banded = any(t.rows != slice(0, oh) for t in plan)
     xp_all = pad_nhwc(xh, *geo.padding) if banded else None
     return plan, tiles.share(plan, parts) if plan else [], xp_all

@@ -54,23 +54,11 @@ def _separable_max(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, i
     its columns — 2(K-1) passes instead of K*K-1."""
     (kh, kw), (sh, sw) = kernel, stride
     oh, ow = out.shape[1], out.shape[2]
-
-    def taps(a: np.ndarray, axis: int, k: int, s: int, size: int) -> list[np.ndarray]:
-        index = [slice(None)] * 4
-        views = []
-        for i in range(k):
-            index[axis] = slice(i, i + s * (size - 1) + 1, s)
-            views.append(a[tuple(index)])
-        return views
-
-    rows = taps(xp, 1, kh, sh, oh)
-    if kh == 1:
-        by_row = rows[0]
-    else:
-        by_row = np.maximum(rows[0], rows[1])
-        for r in rows[2:]:
-            np.maximum(by_row, r, out=by_row)
-    cols = taps(by_row, 2, kw, sw, ow)
+    rows = [xp[:, i:i + sh * (oh - 1) + 1:sh] for i in range(kh)]
+    by_row = rows[0] if kh == 1 else np.maximum(rows[0], rows[1])
+    for r in rows[2:]:
+        np.maximum(by_row, r, out=by_row)
+    cols = [by_row[:, :, j:j + sw * (ow - 1) + 1:sw] for j in range(kw)]
     if kw == 1:
         np.copyto(out, cols[0])
         return
