@@ -142,11 +142,14 @@ def render(out: dict) -> str:
              for fw, c in (row.get("check") or {}).get("frameworks", {}).items()
              if fw != row["check"]["reference"]]
     if worst:
-        err, name, fw = max(worst)
         ref = out["results"][0]["check"]["reference"]
+        per_framework = ", ".join(
+            f"{fw} {err:.1e} ({name})" for fw in dict.fromkeys(fw for _, _, fw in worst)
+            for err, name, _ in [max(w for w in worst if w[2] == fw)])
         lines += ["", f"correctness: first-step loss and gradients (logits for inference) "
-                  f"compared with {ref}; worst relative error {err:.1e} ({fw}, {name}); "
-                  f"tolerance {out['results'][0]['check']['tolerance']:.0e}."]
+                  f"compared with {ref}; worst relative error per framework: "
+                  f"{per_framework}; tolerance "
+                  f"{out['results'][0]['check']['tolerance']:.0e}."]
     if problems:
         lines += ["", "PROBLEMS:"] + problems
     lines += ["", f"total wall time {out['wall_s']:.0f} s"]

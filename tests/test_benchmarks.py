@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +57,12 @@ def test_table_output_and_profile_mode():
     assert proc.returncode == 0, proc.stderr
     assert "| tiny-infer-b1" in proc.stdout
     assert "OPENBLAS_CORETYPE=" in proc.stdout
+    if importlib.util.find_spec("torch") is not None:  # the check compares with torch
+        proc = _run("--quick", "--threads", "1", "--frameworks", "cnnlab,textbook,torch_nchw",
+                    "--workloads", "tiny-infer-b1")
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(r"worst relative error per framework: cnnlab \d\.\de-\d\d "
+                         r"\(tiny-infer-b1\), textbook ", proc.stdout), proc.stdout
     proc = _run("--quick", "--json", "--profile", "--threads", "1", "--workloads", "tiny-train-b4")
     assert proc.returncode == 0, proc.stderr
     (worker,) = json.loads(proc.stdout)["profile"]["workers"]
