@@ -87,10 +87,13 @@ def header_lines(out: dict) -> list[str]:
         "dtype:    float32 everywhere; same initial weights and batch in every framework",
     ]
     if "load_average_before" in out:
+        # The load after the run counts the run's own processes, so only the load before
+        # says whether other work was there; each case also measures it while timed.
         before = out["load_average_before"][0]
         after = out.get("load_average_after", [before])[0]
-        busy = max(before, after) > m["usable_cores"] - 0.5
-        lines.append(f"load:     1-min load average {before:.2f} before, {after:.2f} after"
+        busy = before > m["usable_cores"] - 0.5
+        lines.append(f"load:     1-min load average {before:.2f} before the run ({after:.2f} "
+                     f"after, this run's own processes included)"
                      + (" — OTHER WORK SHARED THE CPU: timings are unreliable" if busy else ""))
     if out.get("quick"):
         lines.insert(0, "QUICK SMOKE RUN: too few repetitions for the numbers to mean much.")

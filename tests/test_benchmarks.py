@@ -135,3 +135,21 @@ def test_rounds_keep_the_fastest_undisturbed_one():
     # With one of two cores left idle on purpose, a process using it disturbs nothing.
     assert merge_rounds([rnd(10.0, 0.0), rnd(8.0, 1.0)], spare_cores=1)["median_ms"] == 8.0
     assert "error" in merge_rounds([rnd(10.0, 0.0), {"error": "boom"}])
+
+
+def test_only_the_load_before_a_run_flags_other_work():
+    from benchmarks.report import header_lines
+
+    proc = _run("--quick", "--json", "--threads", "1", "--frameworks", "textbook",
+                "--workloads", "tiny-infer-b1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    cores = out["machine"]["usable_cores"]
+
+    def load_line(before, after):
+        out["load_average_before"], out["load_average_after"] = [before], [after]
+        return next(line for line in header_lines(out) if line.startswith("load:"))
+
+    # The run's own threads raise the load after it: that alone is no sign of other work.
+    assert "OTHER WORK" not in load_line(0.1, cores + 0.5)
+    assert "OTHER WORK SHARED THE CPU" in load_line(cores, 0.1)
