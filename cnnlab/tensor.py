@@ -333,7 +333,7 @@ class Function:
         ctx.needs_grad = tuple(t.requires_grad for t in inputs) if _grad_enabled else (
             (False,) * len(inputs))
         out = Tensor.__new__(Tensor)  # skip dtype coercion: ops keep their own dtypes
-        out.data = ctx.forward(*(t.data for t in inputs), **options)
+        out.data = ctx.forward(*[t.data for t in inputs], **options)
         out.grad = None
         out.requires_grad = any(ctx.needs_grad)
         out._ctx = None

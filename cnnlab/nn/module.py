@@ -70,7 +70,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self._ensure_init()
+        if "_forward_hooks" not in self.__dict__:
+            self._ensure_init()  # raises
         # BLAS is set to one thread once for the whole forward pass, not once per kernel
         # (at batch 1 the switches were ~7% of the time); sub-modules find it already set.
         # A batch smaller than the thread count leaves BLAS its threads instead (see

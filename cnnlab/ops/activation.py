@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.kernels import parallel
 from cnnlab.kernels.parallel import over_batch
 from cnnlab.tensor import Function, Tensor
 
@@ -15,10 +16,13 @@ class ReLU(Function):
         if x.ndim == 0:
             self.mask = x > zero
             return x * self.mask
-        out = np.empty_like(x)  # same memory layout as x (channels-last stays so)
         if not self.needs_grad[0]:  # inference: one pass, no mask to keep
+            if x.size < parallel.MIN_SPLIT_WORK:
+                return np.maximum(x, zero)  # keeps x's memory layout, as empty_like does
+            out = np.empty_like(x)
             over_batch(lambda a, z: np.maximum(x[a:z], zero, out=out[a:z]), len(x), x.size)
             return out
+        out = np.empty_like(x)  # same memory layout as x (channels-last stays so)
         self.mask = np.empty_like(x, dtype=bool)
 
         def chunk(a: int, z: int) -> None:
