@@ -299,7 +299,7 @@ class BatchNorm2d(Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
-def _pool_first(layer: Module, following: Module | None) -> bool:
+def _pool_first(layer: Module, following: Module) -> bool:
     """Whether ``layer`` is a ReLU directly followed by max pooling, neither with hooks.
 
     ReLU and max pooling commute (both values and gradients: ReLU keeps order, and where a
@@ -354,11 +354,11 @@ class Sequential(Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        layers, i = self.layers, 0
-        while i < len(layers):
+        layers, i, n = self.layers, 0, len(self.layers)
+        while i < n:
             layer = layers[i]
             try:
-                if _pool_first(layer, layers[i + 1] if i + 1 < len(layers) else None):
+                if type(layer) is ReLU and i + 1 < n and _pool_first(layer, layers[i + 1]):
                     i += 1  # errors name the pooling layer
                     x = layer(layers[i](x))
                 else:
