@@ -55,5 +55,8 @@ def test_training_steps_reuse_the_memory_of_the_step_before():
                              capture_output=True, text=True, check=True).stdout
         return int(out)
 
-    kept, returned = faults(), faults(CNNLAB_KEEP_FREED_MEMORY="0")
-    assert kept * 10 < returned, (kept, returned)  # measured: 0 against ~20,000
+    kept = faults()
+    assert kept < 100, kept  # ten steps need (almost) no new pages; measured: 0
+    returned = faults(CNNLAB_KEEP_FREED_MEMORY="0")
+    if returned >= 1000:  # glibc's defaults here hand memory back (measured: ~20,000)
+        assert kept * 10 < returned, (kept, returned)
