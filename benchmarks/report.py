@@ -146,9 +146,11 @@ def render(out: dict) -> str:
              if fw != row["check"]["reference"]]
     if worst:
         ref = out["results"][0]["check"]["reference"]
-        per_framework = ", ".join(
-            f"{fw} {err:.1e} ({name})" for fw in dict.fromkeys(fw for _, _, fw in worst)
-            for err, name, _ in [max(w for w in worst if w[2] == fw)])
+        per_fw: dict[str, tuple[float, str]] = {}
+        for err, name, fw in worst:
+            per_fw[fw] = max(per_fw.get(fw, (err, name)), (err, name))
+        per_framework = ", ".join(f"{fw} {err:.1e} ({name})"
+                                  for fw, (err, name) in per_fw.items())
         lines += ["", f"correctness: first-step loss and gradients (logits for inference) "
                   f"compared with {ref}; worst relative error per framework: "
                   f"{per_framework}; tolerance "

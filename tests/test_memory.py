@@ -9,25 +9,18 @@ import pytest
 from cnnlab.kernels import memory
 
 
-def _glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def test_opting_out_or_the_users_own_malloc_settings_leave_malloc_alone():
     assert memory.keep_freed_memory({"CNNLAB_KEEP_FREED_MEMORY": "0"}) is False
     for name in memory.USER_SETTINGS:
         assert memory.keep_freed_memory({name: "65536"}) is False
 
 
-@pytest.mark.skipif(not _glibc(), reason="the thresholds are glibc's")
+@pytest.mark.skipif(not memory.is_glibc(), reason="the thresholds are glibc's")
 def test_thresholds_are_raised_on_glibc():
     assert memory.keep_freed_memory({}) is True
 
 
-@pytest.mark.skipif(not _glibc(), reason="the thresholds are glibc's")
+@pytest.mark.skipif(not memory.is_glibc(), reason="the thresholds are glibc's")
 def test_training_steps_reuse_the_memory_of_the_step_before():
     # Minor page faults over ten small training steps: each new page the OS hands out is one.
     code = (

@@ -22,6 +22,14 @@ USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP
                  "MALLOC_MMAP_MAX_")
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on the GNU C library."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # not a GNU system
+        return False
+
+
 def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
     """Raise glibc's mmap and trim thresholds for this process.
 
@@ -32,10 +40,7 @@ def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     if env.get("CNNLAB_KEEP_FREED_MEMORY", "1") == "0" or any(v in env for v in USER_SETTINGS):
         return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
-            return False
-    except (AttributeError, ValueError, OSError):  # not a GNU system
+    if not is_glibc():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -17,7 +17,7 @@ class ReLU(Function):
             self.mask = x > zero
             return x * self.mask
         if not self.needs_grad[0]:  # inference: one pass, no mask to keep
-            if x.size < parallel.MIN_SPLIT_WORK:
+            if parallel.workers(x.size) == 1:  # no split: skip over_batch's bookkeeping
                 return np.maximum(x, zero)  # keeps x's memory layout, as empty_like does
             out = np.empty_like(x)
             over_batch(lambda a, z: np.maximum(x[a:z], zero, out=out[a:z]), len(x), x.size)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from cnnlab.kernels import conv as kernel
-from cnnlab.shape import conv_output_size, pair
+from cnnlab.shape import checked_once, conv_output_size, pair
 from cnnlab.tensor import Function, Tensor
 
 
-def _conv2d_output_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any,
+@checked_once
+def conv2d_output_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any,
                      padding: Any, dilation: Any, groups: int, who: str = "conv2d"):
     """Check a convolution's shapes and return ``(stride, padding, dilation, (OH, OW))``.
 
@@ -50,22 +50,6 @@ def _conv2d_output_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride
         raise ValueError(f"{who} cannot be applied to input of shape {tuple(x_shape)}: {exc}"
                          ) from None
     return stride, padding, dilation, out_hw
-
-
-_conv2d_output_hw_cached = functools.lru_cache(maxsize=512, typed=True)(_conv2d_output_hw)
-
-
-def conv2d_output_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any,
-                     padding: Any, dilation: Any, groups: int, who: str = "conv2d"):
-    """Check a convolution's shapes and return ``(stride, padding, dilation, (OH, OW))``.
-
-    Raises:
-        ValueError: naming ``who``, the expected value and the full input shape.
-    """
-    try:  # a layer sees the same shapes every step: checked once (~2 us a call)
-        return _conv2d_output_hw_cached(x_shape, w_shape, stride, padding, dilation, groups, who)
-    except TypeError:  # an unhashable argument (a list): check it uncached
-        return _conv2d_output_hw(x_shape, w_shape, stride, padding, dilation, groups, who)
 
 
 class Conv2d(Function):

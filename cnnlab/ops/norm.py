@@ -13,6 +13,11 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(xc).reshape(-1, x.shape[1])
 
 
+def _unrows(m: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_rows`: an (M, C) matrix back to ``like``'s NC... shape."""
+    return np.moveaxis(m.reshape(np.moveaxis(like, 1, -1).shape), -1, 1)
+
+
 def _column_sums(m: np.ndarray) -> np.ndarray:
     # A GEMV reads the matrix once; NumPy's sum over the leading axis is several times slower.
     return np.ones(len(m), dtype=m.dtype) @ m
@@ -37,7 +42,7 @@ class BatchNorm(Function):
         self.inv_std, self.weight, self.training = inv_std, weight, training
         out = np.multiply(self.xhat, weight)
         out += bias
-        return np.moveaxis(out.reshape(np.moveaxis(x, 1, -1).shape), -1, 1)
+        return _unrows(out, x)
 
     def backward(self, grad):
         g = _rows(grad)
@@ -51,7 +56,7 @@ class BatchNorm(Function):
             if self.training:  # the batch statistics depend on x too
                 dx -= self.xhat * (scale * dweight / m)
                 dx -= scale * dbias / m
-            dx = np.moveaxis(dx.reshape(np.moveaxis(grad, 1, -1).shape), -1, 1)
+            dx = _unrows(dx, grad)
         return dx, dweight, dbias
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from cnnlab.kernels import pool as kernel
-from cnnlab.shape import conv_output_size, pair
+from cnnlab.shape import checked_once, conv_output_size, pair
 from cnnlab.tensor import Function, Tensor
 
 
-def _pool2d_output_hw(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any,
+@checked_once
+def pool2d_output_hw(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any,
                      who: str):
     """Check a pooling op's arguments; return ``(kernel, stride, padding, (OH, OW))``."""
     k = pair(kernel_size, "kernel_size")
@@ -29,18 +29,6 @@ def _pool2d_output_hw(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, p
         raise ValueError(f"{who} cannot be applied to input of shape {tuple(x_shape)}: {exc}"
                          ) from None
     return k, s, p, out_hw
-
-
-_pool2d_output_hw_cached = functools.lru_cache(maxsize=512, typed=True)(_pool2d_output_hw)
-
-
-def pool2d_output_hw(x_shape: tuple[int, ...], kernel_size: Any, stride: Any, padding: Any,
-                     who: str):
-    """Check a pooling op's arguments; return ``(kernel, stride, padding, (OH, OW))``."""
-    try:  # a layer sees the same shapes every step: checked once (~2 us a call)
-        return _pool2d_output_hw_cached(x_shape, kernel_size, stride, padding, who)
-    except TypeError:  # an unhashable argument (a list): check it uncached
-        return _pool2d_output_hw(x_shape, kernel_size, stride, padding, who)
 
 
 class MaxPool2d(Function):
