@@ -11,7 +11,7 @@ import pytest
 
 import cnnlab
 from cnnlab.kernels import conv as kconv
-from cnnlab.kernels import parallel, tiles
+from cnnlab.kernels import parallel, pointwise, tiles
 from cnnlab.nn import functional as F
 from cnnlab.ops.reference import conv2d_naive, max_pool2d_naive
 from cnnlab.shape import pair
@@ -275,3 +275,27 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients(c):
     out.sum().backward()
     assert out.shape == (0, 4, 8, 8) and X.grad.shape == (0, c, 8, 8)
     np.testing.assert_array_equal(W.grad, np.zeros((4, c, 3, 3)))
+
+
+@pytest.mark.parametrize("size", [100, pointwise.SMALL, pointwise.BLOCK * 3,
+                                  pointwise.BLOCK * 2 + 37])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc memory", "strided"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_relu_is_max_with_zero_for_every_size_and_layout(size, layout, dtype):
+    rng = np.random.default_rng(size)
+    flat = rng.standard_normal(size * 2).astype(dtype)
+    flat[::7] = np.nan  # NaN stays NaN, as with np.maximum
+    flat[::11] = 0.0
+    if layout == "nchw":
+        x = flat[:size].reshape(size, 1, 1, 1)
+    elif layout == "nhwc memory":
+        x = flat[:size].reshape(1, 1, size, 1).transpose(0, 3, 1, 2)
+    else:  # not contiguous in any order: the plain maximum
+        x = flat[::2].reshape(1, 1, 1, size)
+    out = pointwise.relu(x)
+    assert out.dtype == dtype and out.strides == np.empty_like(x).strides
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    inplace = x.copy(order="K")
+    assert pointwise.relu(inplace, inplace) is inplace
+    np.testing.assert_array_equal(inplace, np.maximum(x, 0))
+

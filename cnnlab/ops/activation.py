@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.kernels import parallel
+from cnnlab.kernels import parallel, pointwise
 from cnnlab.kernels.parallel import over_batch
 from cnnlab.tensor import Function, Tensor
 
@@ -18,16 +18,16 @@ class ReLU(Function):
             return x * self.mask
         if not self.needs_grad[0]:  # inference: one pass, no mask to keep
             if parallel.workers(x.size) == 1:  # no split: skip over_batch's bookkeeping
-                return np.maximum(x, zero)  # keeps x's memory layout, as empty_like does
+                return pointwise.relu(x)
             out = np.empty_like(x)
-            over_batch(lambda a, z: np.maximum(x[a:z], zero, out=out[a:z]), len(x), x.size)
+            over_batch(lambda a, z: pointwise.relu(x[a:z], out[a:z]), len(x), x.size)
             return out
         out = np.empty_like(x)  # same memory layout as x (channels-last stays so)
         self.mask = np.empty_like(x, dtype=bool)
 
         def chunk(a: int, z: int) -> None:
             np.greater(x[a:z], zero, out=self.mask[a:z])
-            np.multiply(x[a:z], self.mask[a:z], out=out[a:z])
+            pointwise.relu(x[a:z], out[a:z])
 
         over_batch(chunk, len(x), x.size)
         return out
@@ -39,6 +39,7 @@ class ReLU(Function):
         over_batch(lambda a, z: np.multiply(grad[a:z], self.mask[a:z], out=out[a:z]),
                    len(grad), grad.size)
         return out
+
 
 
 class LeakyReLU(Function):
