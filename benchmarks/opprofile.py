@@ -44,13 +44,14 @@ def _function_classes():
     return seen
 
 
-def _label(cls_name: str, arrays: tuple) -> str:
+def _label(cls_name: str, arrays: tuple, options: dict) -> str:
     """A readable name for one call site: the op and the shapes that tell layers apart."""
     x = arrays[0] if arrays else None
     shape = "x".join(map(str, x.shape[1:])) if hasattr(x, "shape") else "?"
     if cls_name == "Conv2d" and len(arrays) > 1:
         f, c, kh, kw = arrays[1].shape
-        return f"Conv2d {c}->{f} {kh}x{kw} on {shape}"
+        fused = " + ReLU" if options.get("relu") else ""
+        return f"Conv2d {c}->{f} {kh}x{kw}{fused} on {shape}"
     if cls_name == "Linear" and len(arrays) > 1:
         out_f, in_f = arrays[1].shape
         return f"Linear {in_f}->{out_f}"
@@ -84,7 +85,7 @@ class OpTimer:
 
         if which == "forward":
             def forward(ctx, *arrays, **options):
-                label = _label(cls_name, arrays)
+                label = _label(cls_name, arrays, options)
                 ctx._bench_label = label
                 t0 = time.perf_counter()
                 out = fn(ctx, *arrays, **options)

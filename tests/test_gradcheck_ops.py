@@ -16,6 +16,7 @@ from gradcheck import (
 import cnnlab
 from cnnlab import Tensor, nn
 from cnnlab.nn import functional as F
+from cnnlab.ops import conv as conv_op
 from cnnlab.tensor import Function
 
 # ----- the checker itself ------------------------------------------------------------------
@@ -88,6 +89,23 @@ def test_conv2d(case, rng):
 
     def op(*t):
         return F.conv2d(t[0], t[1], t[2] if bias else None, stride, padding, dilation, groups)
+
+    check_op(op, *arrays, names=names)
+
+
+@pytest.mark.parametrize("case", ["basic", "stride2_pad1", "groups2", "no_bias"])
+def test_conv2d_with_fused_relu(case, rng):
+    (n, c, h, w), (f, kh, kw), stride, padding, dilation, groups, bias = CONV_CASES[case]
+    x = distinct_values((n, c, h, w), rng)
+    wt = rng.standard_normal((f, c // groups, kh, kw)) * 0.5
+    arrays, names = [x, wt], ["x", "weight"]
+    if bias:
+        arrays.append(rng.standard_normal(f))
+        names.append("bias")
+
+    def op(*t):
+        return conv_op.conv2d_relu(t[0], t[1], t[2] if bias else None, stride, padding,
+                                   dilation, groups)
 
     check_op(op, *arrays, names=names)
 

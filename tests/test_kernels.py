@@ -13,6 +13,7 @@ import cnnlab
 from cnnlab.kernels import conv as kconv
 from cnnlab.kernels import parallel, pointwise, tiles
 from cnnlab.nn import functional as F
+from cnnlab.ops import conv as conv_op
 from cnnlab.ops.reference import conv2d_naive, max_pool2d_naive
 from cnnlab.shape import pair
 
@@ -299,3 +300,24 @@ def test_pointwise_relu_is_max_with_zero_for_every_size_and_layout(size, layout,
     assert pointwise.relu(inplace, inplace) is inplace
     np.testing.assert_array_equal(inplace, np.maximum(x, 0))
 
+
+def _conv_relu_grads(relu_fused: bool, x, w, b, **opts):
+    X, W, B = (cnnlab.Tensor(a, requires_grad=True) for a in (x, w, b))
+    out = conv_op.conv2d_relu(X, W, B, **opts) if relu_fused else F.relu(F.conv2d(X, W, B, **opts))
+    out.backward(np.random.default_rng(3).standard_normal(out.shape))
+    return out.data, X.grad, W.grad, B.grad
+
+
+@pytest.mark.parametrize("n, c, hw", [(3, 2, 7), (2, 16, 12), (1, 8, 40)])
+def test_conv_with_fused_relu_equals_conv_then_relu_in_every_tile_layout(n, c, hw, threads,
+                                                                         tile_bytes):
+    # Integer values: many outputs exactly 0, where the ReLU's gradient is 0 in both forms.
+    rng = np.random.default_rng(c)
+    x = rng.integers(-2, 3, (n, c, hw, hw)).astype(np.float64)
+    w = rng.integers(-1, 2, (4, c, 3, 3)).astype(np.float64)
+    b = rng.integers(-1, 2, 4).astype(np.float64)
+    fused = _conv_relu_grads(True, x, w, b, padding=1)
+    written = _conv_relu_grads(False, x, w, b, padding=1)
+    assert (fused[0] == 0).mean() > 0.2
+    for got, want in zip(fused, written, strict=True):
+        np.testing.assert_array_equal(got, want)

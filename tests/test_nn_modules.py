@@ -405,3 +405,74 @@ def test_an_error_in_the_pool_after_a_relu_names_the_pooling_layer():
     net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(5))
     with pytest.raises(ValueError, match="^layer 1: MaxPool2d"):
         net(Tensor(np.ones((1, 1, 4, 4))))
+
+
+def _relu_calls(monkeypatch):
+    """Shapes that the separate ReLU op is called on (not the one fused into a conv)."""
+    from cnnlab.ops import activation
+
+    calls = []
+    relu = activation.relu
+    monkeypatch.setattr(activation, "relu", lambda t: calls.append(t.shape) or relu(t))
+    return calls
+
+
+def test_sequential_runs_conv_and_relu_as_one_op_with_the_same_values_and_gradients(
+        monkeypatch):
+    relu_calls = _relu_calls(monkeypatch)
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, (2, 3, 6, 6)).astype(np.float64)  # exact zeros after the conv
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3)).to(
+        np.float64)
+    for layer in (net[0], net[2]):
+        layer.weight.data[...] = rng.integers(-1, 2, layer.weight.shape)
+        layer.bias.data[...] = rng.integers(-1, 2, layer.bias.shape)
+    results = []
+    for order in ("Sequential", "as written"):
+        X = Tensor(x, requires_grad=True)
+        net.zero_grad()
+        out = net(X) if order == "Sequential" else net[2](net[1](net[0](X)))
+        out.backward(np.ones(out.shape))
+        results.append((out.data, X.grad, net[0].weight.grad, net[0].bias.grad))
+    assert relu_calls == [(2, 4, 6, 6)]  # only the written order called the ReLU op
+    for fused, written in zip(*results, strict=True):
+        np.testing.assert_array_equal(fused, written)
+
+
+def test_before_max_pooling_training_pools_first_and_inference_fuses(monkeypatch):
+    relu_calls = _relu_calls(monkeypatch)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    x = Tensor(np.random.default_rng(0).standard_normal((1, 1, 4, 4)).astype(np.float32))
+    trained = net(x)
+    assert relu_calls == [(1, 2, 2, 2)]  # the ReLU on the pooled map: a smaller mask to keep
+    with cnnlab.no_grad():
+        inferred = net(x)
+    assert relu_calls == [(1, 2, 2, 2)]  # fused into the conv: no separate call
+    np.testing.assert_array_equal(inferred.data, trained.data)
+
+
+@pytest.mark.parametrize("hooked", [0, 1])
+def test_a_hook_on_the_conv_or_its_relu_keeps_the_written_order(hooked, monkeypatch):
+    relu_calls = _relu_calls(monkeypatch)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    seen = []
+    net[hooked].register_forward_hook(lambda module, inputs, out: seen.append(out.data.min()))
+    net(Tensor(-np.ones((1, 1, 4, 4), np.float32)))
+    assert relu_calls == [(1, 2, 2, 2)] and len(seen) == 1
+
+
+def test_a_conv_subclass_is_not_fused(monkeypatch):
+    relu_calls = _relu_calls(monkeypatch)
+
+    class Doubled(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    out = nn.Sequential(Doubled(1, 1, 1), nn.ReLU())(Tensor(np.ones((1, 1, 2, 2), np.float32)))
+    assert relu_calls == [(1, 1, 2, 2)] and out.shape == (1, 1, 2, 2)
+
+
+def test_an_error_in_a_conv_before_a_relu_names_the_conv():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
+    with pytest.raises(ValueError, match="^layer 0: Conv2d.*expected input with 3 channels"):
+        net(Tensor(np.ones((1, 1, 4, 4), np.float32)))

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from cnnlab import Tensor, nn
 from cnnlab.nn import functional as F
+from cnnlab.ops import conv as conv_op
 
 torch = pytest.importorskip("torch", reason="parity tests compare against PyTorch")
 TF = torch.nn.functional
@@ -97,6 +98,25 @@ def test_conv2d(cfg, dtype, seed):
 
     def theirs(x, w, b=None):
         return TF.conv2d(x, w, b, **opts)
+
+    compare(ours, theirs, arrays, dtype, ["x", "weight", "bias"][:len(arrays)], seed)
+
+
+@PROPERTY
+@given(cfg=conv_configs(), dtype=dtypes, seed=seeds)
+def test_conv2d_with_fused_relu(cfg, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    w = rng.standard_normal((cfg["f"], cfg["c"] // cfg["groups"], *cfg["kernel"]))
+    arrays = [x, w] + ([rng.standard_normal(cfg["f"])] if cfg["bias"] else [])
+    opts = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+                groups=cfg["groups"])
+
+    def ours(x, w, b=None):
+        return conv_op.conv2d_relu(x, w, b, **opts)
+
+    def theirs(x, w, b=None):
+        return TF.relu(TF.conv2d(x, w, b, **opts))
 
     compare(ours, theirs, arrays, dtype, ["x", "weight", "bias"][:len(arrays)], seed)
 

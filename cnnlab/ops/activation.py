@@ -41,6 +41,16 @@ class ReLU(Function):
         return out
 
 
+def relu_mask_grad(grad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The gradient through a ReLU whose output was ``out``: ``grad`` where ``out > 0``."""
+    res = np.empty_like(grad)
+
+    def chunk(a: int, z: int) -> None:
+        np.multiply(grad[a:z], out[a:z] > 0, out=res[a:z])
+
+    over_batch(chunk, len(grad), grad.size)
+    return res
+
 
 class LeakyReLU(Function):
     def forward(self, x, *, negative_slope):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnlab.kernels import conv as kernel
+from cnnlab.ops.activation import relu_mask_grad
 from cnnlab.shape import checked_once, conv_output_size, pair
 from cnnlab.tensor import Function, Tensor
 
@@ -53,13 +54,17 @@ def conv2d_output_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride:
 
 
 class Conv2d(Function):
-    def forward(self, x, w, b=None, *, stride, padding, dilation, groups, out_hw):
+    def forward(self, x, w, b=None, *, stride, padding, dilation, groups, out_hw, relu=False):
         # The input itself is all backward needs: the weight gradient rebuilds its windows.
         self.x, self.w = x, w
         self.opts = stride, padding, dilation, groups
-        return kernel.conv2d_forward(x, w, b, stride, padding, dilation, groups, out_hw)
+        out = kernel.conv2d_forward(x, w, b, stride, padding, dilation, groups, out_hw, relu)
+        self.out = out if relu else None  # where it is positive, the ReLU passed gradient
+        return out
 
     def backward(self, grad):
+        if self.out is not None:
+            grad = relu_mask_grad(grad, self.out)
         need = self.needs_grad + (False,) * (3 - len(self.needs_grad))
         dx, dw, db = kernel.conv2d_backward(grad, self.x, self.w, *self.opts,
                                             need_x=need[0], need_w=need[1], need_b=need[2])
@@ -94,12 +99,23 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
         >>> F.conv2d(x, cnnlab.Tensor(np.ones((6, 3, 5, 5), np.float32))).shape
         (1, 6, 28, 28)
     """
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, relu=False)
+
+
+def conv2d_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+                padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """``relu(conv2d(...))`` as one op: the ReLU runs on each tile of the output while it is
+    still in cache, and no separate ReLU output is allocated. Same values and gradients."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, relu=True)
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu):
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
     args = (input, weight) if bias is None else (input, weight, bias)
     return Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups, out_hw=out_hw)
+                        groups=groups, out_hw=out_hw, relu=relu)
 
 
