@@ -116,24 +116,37 @@ def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], b: np.ndarray | None, g
                 out: np.ndarray, relu: bool = False) -> None:
     """``out`` (N*OH*OW, F) = windows of ``xh`` (NHWC) times ``wmats`` (per group, (KH*KW*Cg,
     F/groups)), plus ``b``; then ``max(out, 0)`` if ``relu``, while each tile is in cache."""
-    fg = wmats[0].shape[1]
     shares, xp_all = _plan(xh, geo, out.size * geo.taps)
 
     def work(share: list[tiles.Tile]) -> None:
         buf = workspace.take((tiles.largest(share) * geo.taps,), xh.dtype)
         for tile in share:
-            xp = _windows_of(tile, xh, xp_all, geo)
-            for g, wmat in enumerate(wmats):
-                np.matmul(_fill(buf, xp, tile, g, geo), wmat,
-                          out=out[tile.flat, g * fg:(g + 1) * fg])
-            if b is not None:
-                out[tile.flat] += b
-            if relu:
-                pointwise.relu(out[tile.flat], out[tile.flat])
+            _forward_tile(buf, tile, xh, xp_all, wmats, b, geo, out, relu)
         workspace.give(buf)
 
     with parallel.single_threaded_blas:
-        parallel.run_parts(work, shares)
+        if len(shares) == 1 and len(shares[0]) == 1:
+            # One tile (batch 1): the threads' bookkeeping would cost ~3 us a layer.
+            tile = shares[0][0]
+            buf = np.empty((tile.flat.stop - tile.flat.start) * geo.taps, dtype=xh.dtype)
+            _forward_tile(buf, tile, xh, xp_all, wmats, b, geo, out, relu)
+        else:
+            parallel.run_parts(work, shares)
+
+
+def _forward_tile(buf: np.ndarray, tile: tiles.Tile, xh: np.ndarray, xp_all: np.ndarray | None,
+                  wmats: list[np.ndarray], b: np.ndarray | None, geo: Geometry, out: np.ndarray,
+                  relu: bool) -> None:
+    """One tile of :func:`_gemm_tiles`, its windows copied into ``buf``."""
+    xp = _windows_of(tile, xh, xp_all, geo)
+    fg = wmats[0].shape[1]
+    rows = out[tile.flat]
+    for g, wmat in enumerate(wmats):
+        np.matmul(_fill(buf, xp, tile, g, geo), wmat, out=rows[:, g * fg:(g + 1) * fg])
+    if b is not None:
+        rows += b
+    if relu:
+        pointwise.relu(rows, rows)
 
 
 def _weight_matrices(w: np.ndarray, groups: int) -> list[np.ndarray]:
