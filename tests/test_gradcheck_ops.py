@@ -77,8 +77,9 @@ CONV_CASES = {
 }
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["conv", "conv+relu fused"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=list(CONV_CASES))
-def test_conv2d(case, rng):
+def test_conv2d(case, relu, rng):
     (n, c, h, w), (f, kh, kw), stride, padding, dilation, groups, bias = CONV_CASES[case]
     x = distinct_values((n, c, h, w), rng)
     wt = rng.standard_normal((f, c // groups, kh, kw)) * 0.5
@@ -86,26 +87,10 @@ def test_conv2d(case, rng):
     if bias:
         arrays.append(rng.standard_normal(f))
         names.append("bias")
+    conv = conv_op.conv2d_relu if relu else F.conv2d
 
     def op(*t):
-        return F.conv2d(t[0], t[1], t[2] if bias else None, stride, padding, dilation, groups)
-
-    check_op(op, *arrays, names=names)
-
-
-@pytest.mark.parametrize("case", ["basic", "stride2_pad1", "groups2", "no_bias"])
-def test_conv2d_with_fused_relu(case, rng):
-    (n, c, h, w), (f, kh, kw), stride, padding, dilation, groups, bias = CONV_CASES[case]
-    x = distinct_values((n, c, h, w), rng)
-    wt = rng.standard_normal((f, c // groups, kh, kw)) * 0.5
-    arrays, names = [x, wt], ["x", "weight"]
-    if bias:
-        arrays.append(rng.standard_normal(f))
-        names.append("bias")
-
-    def op(*t):
-        return conv_op.conv2d_relu(t[0], t[1], t[2] if bias else None, stride, padding,
-                                   dilation, groups)
+        return conv(t[0], t[1], t[2] if bias else None, stride, padding, dilation, groups)
 
     check_op(op, *arrays, names=names)
 

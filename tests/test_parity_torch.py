@@ -83,9 +83,10 @@ def conv_configs(draw):
                 padding=(ph, pw), dilation=(dh, dw), groups=groups, bias=draw(st.booleans()))
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["conv", "conv+relu fused"])
 @PROPERTY
 @given(cfg=conv_configs(), dtype=dtypes, seed=seeds)
-def test_conv2d(cfg, dtype, seed):
+def test_conv2d(cfg, dtype, seed, relu):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
     w = rng.standard_normal((cfg["f"], cfg["c"] // cfg["groups"], *cfg["kernel"]))
@@ -94,29 +95,11 @@ def test_conv2d(cfg, dtype, seed):
                 groups=cfg["groups"])
 
     def ours(x, w, b=None):
-        return F.conv2d(x, w, b, **opts)
+        return (conv_op.conv2d_relu if relu else F.conv2d)(x, w, b, **opts)
 
     def theirs(x, w, b=None):
-        return TF.conv2d(x, w, b, **opts)
-
-    compare(ours, theirs, arrays, dtype, ["x", "weight", "bias"][:len(arrays)], seed)
-
-
-@PROPERTY
-@given(cfg=conv_configs(), dtype=dtypes, seed=seeds)
-def test_conv2d_with_fused_relu(cfg, dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
-    w = rng.standard_normal((cfg["f"], cfg["c"] // cfg["groups"], *cfg["kernel"]))
-    arrays = [x, w] + ([rng.standard_normal(cfg["f"])] if cfg["bias"] else [])
-    opts = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
-                groups=cfg["groups"])
-
-    def ours(x, w, b=None):
-        return conv_op.conv2d_relu(x, w, b, **opts)
-
-    def theirs(x, w, b=None):
-        return TF.relu(TF.conv2d(x, w, b, **opts))
+        out = TF.conv2d(x, w, b, **opts)
+        return TF.relu(out) if relu else out
 
     compare(ours, theirs, arrays, dtype, ["x", "weight", "bias"][:len(arrays)], seed)
 
