@@ -337,12 +337,31 @@ def test_both_ways_of_padding_give_the_same_array(small_pad_bytes, monkeypatch):
 
 
 def test_the_workspace_reuses_large_buffers_and_leaves_small_ones_to_the_allocator():
+    workspace.clear()
     large = (workspace.MIN_POOLED_BYTES // 4,)
     buf = workspace.take(large, np.float32)
     workspace.give(buf)
     again = workspace.take(large, np.float32)
-    assert again is buf
+    assert np.shares_memory(again, buf)
     workspace.give(again)
     small = workspace.take((16,), np.float32)
     workspace.give(small)
-    assert workspace.take((16,), np.float32) is not small
+    assert not np.shares_memory(workspace.take((16,), np.float32), small)
+
+
+def test_the_workspace_matches_buffers_by_size_within_its_slack():
+    # A layer's forward tiles (windows plus a column of ones) and its weight-gradient tiles
+    # differ slightly in size; they must share one pooled buffer, not keep one each.
+    workspace.clear()
+    n = workspace.MIN_POOLED_BYTES
+    buf = workspace.take((n + 100,), np.float32)
+    workspace.give(buf)
+    slightly_smaller = workspace.take((n,), np.float32)
+    assert np.shares_memory(slightly_smaller, buf) and slightly_smaller.shape == (n,)
+    workspace.give(slightly_smaller)
+    as_float64 = workspace.take((n // 4, 2), np.float64)  # the same bytes
+    assert np.shares_memory(as_float64, buf) and as_float64.flags.c_contiguous
+    workspace.give(as_float64)
+    much_smaller = workspace.take((n // 2,), np.float32)
+    assert not np.shares_memory(much_smaller, buf)  # beyond the slack: a new buffer
+    workspace.clear()
