@@ -11,6 +11,7 @@ import pytest
 
 import cnnlab
 from cnnlab.kernels import conv as kconv
+from cnnlab.kernels import pool as kpool
 from cnnlab.kernels import parallel, pointwise, tiles, window, workspace
 from cnnlab.nn import functional as F
 from cnnlab.ops import conv as conv_op
@@ -365,3 +366,37 @@ def test_the_workspace_matches_buffers_by_size_within_its_slack():
     much_smaller = workspace.take((n // 2,), np.float32)
     assert not np.shares_memory(much_smaller, buf)  # beyond the slack: a new buffer
     workspace.clear()
+
+
+@pytest.mark.parametrize("n, c, f, hw, k, groups", [
+    (1, 32, 8, 12, 3, 1),  # one image, windows row by row
+    (3, 6, 4, 10, 3, 1),   # a batch
+    (1, 1, 6, 12, 5, 1),   # channel-major windows, one strided copy
+    (3, 3, 4, 8, 3, 1),    # channel-major windows, copied tap by tap
+    (2, 4, 6, 8, 3, 2),    # groups
+])
+def test_conv_relu_maxpool_in_one_pass_equals_the_three_ops(n, c, f, hw, k, groups, threads,
+                                                             tile_bytes):
+    # Integer values: ties inside pooling windows and exact zeros after the ReLU.
+    rng = np.random.default_rng(n * c + f)
+    x = rng.integers(-2, 3, (n, hw, hw, c)).astype(np.float32).transpose(0, 3, 1, 2)
+    w = rng.integers(-1, 2, (f, c // groups, k, k)).astype(np.float32)
+    b = rng.integers(-1, 2, f).astype(np.float32)
+    args = (x, w, b, (1, 1), (1, 1), (1, 1), groups, (hw + 3 - k, hw + 3 - k))
+    oh = args[-1][0]
+    conv_out = kconv.conv2d_forward(*args, relu=True)
+    want = kpool.max_pool2d_forward(conv_out, (2, 2), (2, 2), (0, 0), (oh // 2, oh // 2),
+                                    need_argmax=False)[0]
+    got = kconv.conv2d_relu_maxpool_forward(*args)
+    if tiles.TILE_BYTES == 1:  # one output row per tile: bands, which hold no whole windows
+        assert got is None  # so the caller runs the three ops
+        return
+    assert got is not None and got.strides == want.strides
+    np.testing.assert_array_equal(got, want)
+
+
+def test_conv_relu_maxpool_in_one_pass_declines_odd_maps():
+    x = np.ones((1, 1, 5, 5), np.float32)
+    w = np.ones((2, 1, 3, 3), np.float32)
+    assert kconv.conv2d_relu_maxpool_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1, (3, 3)) \
+        is None

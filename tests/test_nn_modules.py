@@ -476,3 +476,58 @@ def test_an_error_in_a_conv_before_a_relu_names_the_conv():
     net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
     with pytest.raises(ValueError, match="^layer 0: Conv2d.*expected input with 3 channels"):
         net(Tensor(np.ones((1, 1, 4, 4), np.float32)))
+
+
+def _pool_calls(monkeypatch):
+    """Input shapes that the separate max-pooling op is called on."""
+    from cnnlab.ops import pool as pool_ops
+
+    calls = []
+    max_pool2d = pool_ops.max_pool2d
+    monkeypatch.setattr(pool_ops, "max_pool2d",
+                        lambda t, *a, **k: calls.append(t.shape) or max_pool2d(t, *a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("hw, fused", [(8, True), (7, False)], ids=["even map", "odd map"])
+def test_inference_runs_conv_relu_and_2x2_pooling_in_one_pass(hw, fused, monkeypatch):
+    pool_calls = _pool_calls(monkeypatch)
+    rng = np.random.default_rng(hw)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten())
+    x = Tensor(rng.integers(-2, 3, (2, 2, hw, hw)).astype(np.float32))
+    written = net[3](net[2](net[1](net[0](x))))
+    pool_calls.clear()
+    with cnnlab.no_grad():
+        out = net(x)
+    assert pool_calls == ([] if fused else [(2, 3, hw, hw)])  # odd: the ops one by one
+    np.testing.assert_array_equal(out.data, written.data)
+
+
+@pytest.mark.parametrize("case", ["training", "hook", "stride 1", "kernel 3"])
+def test_conv_relu_pool_runs_unfused_where_the_one_pass_does_not_apply(case, monkeypatch):
+    pool_calls = _pool_calls(monkeypatch)
+    pool = nn.MaxPool2d(2, stride=1) if case == "stride 1" else \
+        nn.MaxPool2d(3, stride=2, padding=1) if case == "kernel 3" else nn.MaxPool2d(2)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), pool)
+    if case == "hook":
+        net[1].register_forward_hook(lambda module, inputs, out: None)
+    x = Tensor(np.ones((1, 1, 6, 6), np.float32))
+    if case == "training":
+        net(x)
+    else:
+        with cnnlab.no_grad():
+            net(x)
+    assert pool_calls == [(1, 2, 6, 6)]
+
+
+def test_the_one_pass_op_refuses_tensors_that_need_gradients():
+    from cnnlab.ops import conv as conv_ops
+
+    w = Tensor(np.ones((1, 1, 3, 3), np.float32), requires_grad=True)
+    with pytest.raises(RuntimeError, match="inference.*no_grad"):
+        conv_ops.conv2d_relu_maxpool2(Tensor(np.ones((1, 1, 4, 4), np.float32)), w)
+    with cnnlab.no_grad():
+        out = conv_ops.conv2d_relu_maxpool2(Tensor(np.ones((1, 1, 4, 4), np.float32)), w,
+                                            padding=1)
+    assert out.shape == (1, 1, 2, 2) and not out.requires_grad

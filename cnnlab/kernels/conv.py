@@ -48,20 +48,37 @@ class Geometry(NamedTuple):
 
 
 def fill_channel_major(buf: np.ndarray, xp: np.ndarray, stride: tuple[int, int],
-                       dilation: tuple[int, int]) -> None:
-    """Fill a (KH, KW, C, N, OH, OW) buffer from a padded NHWC array: one strided copy for
-    one channel or one image (fewest calls), else one contiguous block copy per tap and
-    channel (streams better over several RGB images)."""
-    kh, kw, c, n, oh, ow = buf.shape
+                       dilation: tuple[int, int], out_hw: tuple[int, int],
+                       pool_order: bool = False) -> None:
+    """Fill a (KH, KW, C, positions) buffer from a padded NHWC array, positions in (N, OH,
+    OW) order, or with ``pool_order`` in (2, 2, N, OH/2, OW/2) order (see :func:`_fill`):
+    one strided copy for one channel or one image (fewest calls), else one contiguous block
+    copy per tap and channel (streams better over several RGB images)."""
+    kh, kw, c = buf.shape[:3]
+    oh, ow = out_hw
+    n = xp.shape[0]
     if c == 1 or n == 1:
-        win = windows(xp, (kh, kw), stride, dilation, (oh, ow))
-        np.copyto(buf, win.transpose(3, 4, 5, 0, 1, 2))
+        win = windows(xp, (kh, kw), stride, dilation, (oh, ow)).transpose(3, 4, 5, 0, 1, 2)
+        src = _in_order(win, pool_order)
+        np.copyto(buf.reshape(src.shape), src)  # the buffer is contiguous: a view
         return
     xc = np.ascontiguousarray(xp.transpose(3, 0, 1, 2))
     for i in range(kh):
         for j in range(kw):
             rows, cols = tap_slices(i, j, stride, dilation, (oh, ow))
-            buf[i, j] = xc[:, :, rows, cols]
+            src = _in_order(xc[:, :, rows, cols], pool_order)
+            np.copyto(buf[i, j].reshape(src.shape), src)
+
+
+def _in_order(v: np.ndarray, pool_order: bool) -> np.ndarray:
+    """A view of ``v`` (..., N, OH, OW) with its last three axes as (2, 2, N, OH/2, OW/2)
+    when ``pool_order``: each 2x2 pooling window's four positions in four separate blocks."""
+    if not pool_order:
+        return v
+    *lead, n, oh, ow = v.shape
+    k = len(lead)
+    v = v.reshape(*lead, n, oh // 2, 2, ow // 2, 2)
+    return v.transpose(*range(k), k + 2, k + 4, k, k + 1, k + 3)
 
 
 def _windows_of(tile: tiles.Tile, xh: np.ndarray, xp_all: np.ndarray | None,
@@ -76,10 +93,14 @@ def _windows_of(tile: tiles.Tile, xh: np.ndarray, xp_all: np.ndarray | None,
 
 
 def _fill(buf: np.ndarray, xp: np.ndarray, tile: tiles.Tile, g: int, geo: Geometry,
-          ones: bool = False):
+          ones: bool = False, pool_order: bool = False):
     """Group ``g``'s windows of a tile, copied into the flat buffer ``buf``; returns them as
     a (rows, KH*KW*Cg) matrix (a transposed view in the channel-major layout), with a last
-    column of ones if ``ones`` (for the bias row of the weight matrix)."""
+    column of ones if ``ones`` (for the bias row of the weight matrix).
+
+    Rows are output positions in (N, OH, OW) order; with ``pool_order`` (whole samples, even
+    OH and OW), in (2, 2, N, OH/2, OW/2) order, so that 2x2 max pooling of the product is the
+    maximum of its four row blocks."""
     kh, kw = geo.kernel
     ns, nr, ow = xp.shape[0], tile.rows.stop - tile.rows.start, geo.out_hw[1]
     rows, taps = ns * nr * ow, geo.taps
@@ -87,8 +108,8 @@ def _fill(buf: np.ndarray, xp: np.ndarray, tile: tiles.Tile, g: int, geo: Geomet
     block = buf[:rows * width]
     if geo.channel_major:
         mat = block.reshape(width, rows)
-        fill_channel_major(mat[:taps].reshape(kh, kw, geo.cg, ns, nr, ow), xp, geo.stride,
-                           geo.dilation)
+        fill_channel_major(mat[:taps].reshape(kh, kw, geo.cg, rows), xp, geo.stride,
+                           geo.dilation, (nr, ow), pool_order)
         if ones:
             mat[taps] = 1
         return mat.T  # BLAS reads the transposed view as it is
@@ -96,7 +117,9 @@ def _fill(buf: np.ndarray, xp: np.ndarray, tile: tiles.Tile, g: int, geo: Geomet
     if geo.groups > 1:
         win = win[..., g * geo.cg:(g + 1) * geo.cg]
     mat = block.reshape(rows, width)
-    np.copyto(mat[:, :taps].reshape(ns, nr, ow, kh, kw, geo.cg), win)  # a view: rows split
+    win = _in_order(win.transpose(3, 4, 5, 0, 1, 2), pool_order).transpose(
+        *range(3, 6 + 2 * pool_order), 0, 1, 2)  # positions first again
+    np.copyto(mat[:, :taps].reshape(*win.shape[:-3], kh, kw, geo.cg), win)  # views: rows split
     if ones:
         mat[:, taps] = 1
     return mat
@@ -122,39 +145,68 @@ def _plan(xh: np.ndarray, geo: Geometry, cost: int):
 
 
 def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], geo: Geometry, out: np.ndarray,
-                relu: bool = False) -> None:
+                relu: bool = False, pooled: bool = False) -> bool:
     """``out`` (N*OH*OW, F) = windows of ``xh`` (NHWC) times ``wmats`` (per group, (KH*KW*Cg,
     F/groups), or with one more row, the bias, which a column of ones in the windows picks
-    up); then ``max(out, 0)`` if ``relu``, while each tile is in cache."""
-    shares, xp_all = _plan(xh, geo, out.size * geo.taps)
+    up); then ``max(out, 0)`` if ``relu``, while each tile is in cache.
+
+    With ``pooled`` (even OH and OW), ``out`` is (N*OH/2*OW/2, F) and receives the product's
+    2x2 max pooling instead, taken per tile; returns False, having done nothing, when the
+    layer is cut into row bands (a single large image), where tiles hold no whole windows.
+    """
+    n, (oh, ow) = xh.shape[0], geo.out_hw
+    f = wmats[0].shape[1] * len(wmats)
+    shares, xp_all = _plan(xh, geo, n * oh * ow * f * geo.taps)
+    if pooled and xp_all is not None:
+        return False
     width = wmats[0].shape[0]
 
     def work(share: list[tiles.Tile]) -> None:
-        buf = workspace.take((tiles.largest(share) * width,), xh.dtype)
+        rows = tiles.largest(share)
+        buf = workspace.take((rows * width,), xh.dtype)
+        prod = workspace.take((rows * f,), xh.dtype) if pooled else None
         for tile in share:
-            _forward_tile(buf, tile, xh, xp_all, wmats, geo, out, relu)
+            _forward_tile(buf, prod, tile, xh, xp_all, wmats, geo, out, relu)
         workspace.give(buf)
+        workspace.give(prod)
 
     with parallel.single_threaded_blas:
         if len(shares) == 1 and len(shares[0]) == 1:
             # One tile (batch 1): the threads' bookkeeping would cost ~3 us a layer.
             tile = shares[0][0]
-            buf = np.empty((tile.flat.stop - tile.flat.start) * width, dtype=xh.dtype)
-            _forward_tile(buf, tile, xh, xp_all, wmats, geo, out, relu)
+            rows = tile.flat.stop - tile.flat.start
+            buf = np.empty(rows * width, dtype=xh.dtype)
+            prod = np.empty(rows * f, dtype=xh.dtype) if pooled else None
+            _forward_tile(buf, prod, tile, xh, xp_all, wmats, geo, out, relu)
         else:
             parallel.run_parts(work, shares)
+    return True
 
 
-def _forward_tile(buf: np.ndarray, tile: tiles.Tile, xh: np.ndarray, xp_all: np.ndarray | None,
-                  wmats: list[np.ndarray], geo: Geometry, out: np.ndarray, relu: bool) -> None:
-    """One tile of :func:`_gemm_tiles`, its windows copied into ``buf``."""
+def _forward_tile(buf: np.ndarray, prod: np.ndarray | None, tile: tiles.Tile, xh: np.ndarray,
+                  xp_all: np.ndarray | None, wmats: list[np.ndarray], geo: Geometry,
+                  out: np.ndarray, relu: bool) -> None:
+    """One tile of :func:`_gemm_tiles`, its windows copied into ``buf``; the product goes
+    into ``out``, or into ``prod`` and its 2x2 max pooling into ``out``."""
     xp = _windows_of(tile, xh, xp_all, geo)
     fg = wmats[0].shape[1]
     ones = wmats[0].shape[0] > geo.taps
-    rows = out[tile.flat]
+    pooled = prod is not None
+    rows = out[tile.flat] if not pooled else \
+        prod[:(tile.flat.stop - tile.flat.start) * out.shape[1]].reshape(-1, out.shape[1])
     for g, wmat in enumerate(wmats):
-        np.matmul(_fill(buf, xp, tile, g, geo, ones), wmat, out=rows[:, g * fg:(g + 1) * fg])
-    if relu:
+        np.matmul(_fill(buf, xp, tile, g, geo, ones, pooled), wmat,
+                  out=rows[:, g * fg:(g + 1) * fg])
+    if pooled:
+        # Rows come in (2, 2, N, OH/2, OW/2) order: the pooling is the max of four blocks
+        # (ties keep no index: this path has no backward).
+        q = len(rows) // 4
+        block = [rows[k * q:(k + 1) * q] for k in range(4)]
+        rows = out[tile.flat.start // 4:tile.flat.stop // 4]
+        np.maximum(block[0], block[1], out=rows)
+        np.maximum(rows, block[2], out=rows)
+        np.maximum(rows, block[3], out=rows)
+    if relu:  # after the pooling when pooled: they commute, and the map is smaller
         pointwise.relu(rows, rows)
 
 
@@ -199,6 +251,27 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
     out = np.empty((n * out_hw[0] * out_hw[1], f), dtype=x.dtype)
     _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups, b), geo, out, relu)
     return out.reshape(n, *out_hw, f).transpose(0, 3, 1, 2)
+
+
+def conv2d_relu_maxpool_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
+                                stride: tuple[int, int], padding: tuple[int, int],
+                                dilation: tuple[int, int], groups: int,
+                                out_hw: tuple[int, int]) -> np.ndarray | None:
+    """``max_pool2d(relu(conv2d(x)), 2)`` for inference, the pooling taken per tile while
+    the convolution's product is in cache: (N, F, OH/2, OW/2), a view of NHWC memory.
+
+    Returns None, having done nothing, where this does not apply (odd OH or OW, or a single
+    image large enough to be cut into row bands); the caller then runs the ops one by one.
+    """
+    oh, ow = out_hw
+    if oh % 2 or ow % 2:
+        return None
+    n, f = x.shape[0], w.shape[0]
+    geo = Geometry(w.shape[2:], stride, padding, dilation, groups, w.shape[1], out_hw)
+    out = np.empty((n * (oh // 2) * (ow // 2), f), dtype=x.dtype)
+    if not _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups, b), geo, out, True, True):
+        return None
+    return out.reshape(n, oh // 2, ow // 2, f).transpose(0, 3, 1, 2)
 
 
 def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tuple[int, int],

@@ -84,6 +84,11 @@ class Conv2d(Module):
         """``relu(self(x))`` as one op (see :class:`Sequential`)."""
         return self._apply(conv.conv2d_relu, x)
 
+    def _forward_relu_maxpool2(self, x: Tensor) -> Tensor | None:
+        """``max_pool2d(relu(self(x)), 2)`` in one pass, for inference; None where the fused
+        kernel does not apply (see :class:`Sequential`)."""
+        return self._apply(conv.conv2d_relu_maxpool2, x)
+
     def _apply(self, op, x: Tensor) -> Tensor:
         try:
             return op(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -318,6 +323,16 @@ def _pool_first(layer: Module, following: Module) -> bool:
             and not layer._forward_hooks and not following._forward_hooks)
 
 
+def _relu_pool_fused(layers: list[Module], i: int) -> bool:
+    """Whether convolution ``layers[i]``, a ReLU and 2x2 max pooling (stride 2, no padding)
+    run as one pass: in inference only (the fused kernel has no backward), no hooks."""
+    trio = layers[i:i + 3]
+    return (not is_grad_enabled() and len(trio) == 3 and type(trio[1]) is ReLU
+            and type(trio[2]) is MaxPool2d and trio[2].kernel_size == (2, 2)
+            and trio[2].stride == (2, 2) and trio[2].padding == (0, 0)
+            and not any(layer._forward_hooks for layer in trio))
+
+
 def _relu_fused(layers: list[Module], i: int) -> bool:
     """Whether convolution ``layers[i]`` and the ReLU after it run as one op (the ReLU
     applied to each tile of the output in cache); neither may have hooks.
@@ -336,10 +351,12 @@ def _relu_fused(layers: list[Module], i: int) -> bool:
 class Sequential(Module):
     """Layers applied one after another; indexable, iterable, children named "0", "1", ...
 
-    Two pairs run faster than written, with the same values and gradients: a convolution
-    directly followed by a ReLU runs as one op, and a ReLU directly followed by max pooling
-    runs after the pooling, on the smaller map. A forward hook on either layer of a pair
-    keeps the written order, so hooks see every layer's own output.
+    Some runs of layers go faster than written, with the same values and gradients: a
+    convolution directly followed by a ReLU runs as one op, and a ReLU directly followed by
+    max pooling runs after the pooling, on the smaller map; in inference (under
+    ``cnnlab.no_grad()``), a convolution, a ReLU and 2x2 max pooling run as one pass. A
+    forward hook on any layer of such a run keeps the written order, so hooks see every
+    layer's own output.
 
     Example:
         >>> from cnnlab import nn
@@ -382,7 +399,11 @@ class Sequential(Module):
         while i < n:
             layer = layers[i]
             try:
-                if type(layer) is Conv2d and i + 1 < n and _relu_fused(layers, i):
+                if type(layer) is Conv2d and _relu_pool_fused(layers, i) and \
+                        (pooled := layer._forward_relu_maxpool2(x)) is not None:
+                    x = pooled
+                    i += 2
+                elif type(layer) is Conv2d and i + 1 < n and _relu_fused(layers, i):
                     x = layer._forward_relu(x)  # errors name the convolution
                     i += 1
                 elif type(layer) is ReLU and i + 1 < n and _pool_first(layer, layers[i + 1]):

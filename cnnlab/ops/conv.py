@@ -7,7 +7,7 @@ from typing import Any
 from cnnlab.kernels import conv as kernel
 from cnnlab.ops.activation import relu_mask_grad
 from cnnlab.shape import checked_once, conv_output_size, pair
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Function, Tensor, is_grad_enabled
 
 
 @checked_once
@@ -109,11 +109,38 @@ def conv2d_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None, strid
     return _conv2d(input, weight, bias, stride, padding, dilation, groups, relu=True)
 
 
+def conv2d_relu_maxpool2(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+                         stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                         groups: int = 1) -> Tensor | None:
+    """``max_pool2d(relu(conv2d(...)), 2)`` in one pass, for inference: each tile of the
+    convolution is pooled while it is in cache (its rows ordered so that the pooling is the
+    maximum of four blocks). It records no graph, so it refuses inputs that need gradients.
+
+    Returns None where the fused kernel does not apply (an odd output height or width, or a
+    single image large enough to be cut into row bands): run the three ops instead.
+    """
+    if is_grad_enabled() and any(t is not None and t.requires_grad
+                                 for t in (input, weight, bias)):
+        raise RuntimeError("conv2d_relu_maxpool2 is for inference and has no backward; "
+                           "call it under cnnlab.no_grad() or on tensors without gradients")
+    stride, padding, dilation, out_hw = conv2d_output_hw(
+        input.shape, weight.shape, stride, padding, dilation, groups)
+    _check_bias(bias, weight)
+    out = kernel.conv2d_relu_maxpool_forward(
+        input.data, weight.data, None if bias is None else bias.data, stride, padding,
+        dilation, groups, out_hw)
+    return None if out is None else Tensor(out)
+
+
+def _check_bias(bias, weight) -> None:
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+
+
 def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu):
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    _check_bias(bias, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation,
                         groups=groups, out_hw=out_hw, relu=relu)
