@@ -11,8 +11,8 @@ import pytest
 
 import cnnlab
 from cnnlab.kernels import conv as kconv
-from cnnlab.kernels import pool as kpool
 from cnnlab.kernels import parallel, pointwise, tiles, window, workspace
+from cnnlab.kernels import pool as kpool
 from cnnlab.nn import functional as F
 from cnnlab.ops import conv as conv_op
 from cnnlab.ops.reference import conv2d_naive, max_pool2d_naive
