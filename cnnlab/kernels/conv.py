@@ -70,15 +70,16 @@ def fill_channel_major(buf: np.ndarray, xp: np.ndarray, stride: tuple[int, int],
             np.copyto(buf[i, j].reshape(src.shape), src)
 
 
-def _in_order(v: np.ndarray, pool_order: bool) -> np.ndarray:
-    """A view of ``v`` (..., N, OH, OW) with its last three axes as (2, 2, N, OH/2, OW/2)
-    when ``pool_order``: each 2x2 pooling window's four positions in four separate blocks."""
+def _in_order(v: np.ndarray, pool_order: bool, at: int = -3) -> np.ndarray:
+    """A view of ``v`` whose (N, OH, OW) axes, starting at axis ``at``, become (2, 2, N,
+    OH/2, OW/2) when ``pool_order``: each 2x2 pooling window's four positions in four
+    separate blocks."""
     if not pool_order:
         return v
-    *lead, n, oh, ow = v.shape
-    k = len(lead)
-    v = v.reshape(*lead, n, oh // 2, 2, ow // 2, 2)
-    return v.transpose(*range(k), k + 2, k + 4, k, k + 1, k + 3)
+    k = at % v.ndim
+    n, oh, ow = v.shape[k:k + 3]
+    v = v.reshape(*v.shape[:k], n, oh // 2, 2, ow // 2, 2, *v.shape[k + 3:])
+    return v.transpose(*range(k), k + 2, k + 4, k, k + 1, k + 3, *range(k + 5, v.ndim))
 
 
 def _windows_of(tile: tiles.Tile, xh: np.ndarray, xp_all: np.ndarray | None,
@@ -117,8 +118,7 @@ def _fill(buf: np.ndarray, xp: np.ndarray, tile: tiles.Tile, g: int, geo: Geomet
     if geo.groups > 1:
         win = win[..., g * geo.cg:(g + 1) * geo.cg]
     mat = block.reshape(rows, width)
-    win = _in_order(win.transpose(3, 4, 5, 0, 1, 2), pool_order).transpose(
-        *range(3, 6 + 2 * pool_order), 0, 1, 2)  # positions first again
+    win = _in_order(win, pool_order, at=0)
     np.copyto(mat[:, :taps].reshape(*win.shape[:-3], kh, kw, geo.cg), win)  # views: rows split
     if ones:
         mat[:, taps] = 1
@@ -245,12 +245,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
     Returns:
         (N, F, OH, OW), a view of NHWC memory.
     """
-    n = x.shape[0]
-    f, cg, kh, kw = w.shape
-    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, out_hw)
-    out = np.empty((n * out_hw[0] * out_hw[1], f), dtype=x.dtype)
-    _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups, b), geo, out, relu)
-    return out.reshape(n, *out_hw, f).transpose(0, 3, 1, 2)
+    return _forward(x, w, b, stride, padding, dilation, groups, out_hw, relu, pooled=False)
 
 
 def conv2d_relu_maxpool_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
@@ -263,15 +258,23 @@ def conv2d_relu_maxpool_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | No
     Returns None, having done nothing, where this does not apply (odd OH or OW, or a single
     image large enough to be cut into row bands); the caller then runs the ops one by one.
     """
-    oh, ow = out_hw
-    if oh % 2 or ow % 2:
+    if out_hw[0] % 2 or out_hw[1] % 2:
         return None
-    n, f = x.shape[0], w.shape[0]
-    geo = Geometry(w.shape[2:], stride, padding, dilation, groups, w.shape[1], out_hw)
-    out = np.empty((n * (oh // 2) * (ow // 2), f), dtype=x.dtype)
-    if not _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups, b), geo, out, True, True):
+    return _forward(x, w, b, stride, padding, dilation, groups, out_hw, True, pooled=True)
+
+
+def _forward(x, w, b, stride, padding, dilation, groups, out_hw, relu: bool,
+             pooled: bool) -> np.ndarray | None:
+    """The two forward entry points above: (N, F, OH, OW), or pooled (N, F, OH/2, OW/2);
+    None when :func:`_gemm_tiles` declines to pool."""
+    n = x.shape[0]
+    f, cg, kh, kw = w.shape
+    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, out_hw)
+    oh, ow = (out_hw[0] // 2, out_hw[1] // 2) if pooled else out_hw
+    out = np.empty((n * oh * ow, f), dtype=x.dtype)
+    if not _gemm_tiles(to_nhwc(x), _weight_matrices(w, groups, b), geo, out, relu, pooled):
         return None
-    return out.reshape(n, oh // 2, ow // 2, f).transpose(0, 3, 1, 2)
+    return out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
 
 def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tuple[int, int],
