@@ -282,25 +282,84 @@ def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tupl
                     need_x: bool, need_w: bool, need_b: bool):
     """Gradients of :func:`conv2d_forward` with respect to x, w and b (None where not needed)."""
     n, c, h, wd = x.shape
-    f, cg, kh, kw = w.shape
+    f = w.shape[0]
     oh, ow = grad.shape[2], grad.shape[3]
-    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, (oh, ow))
     dout = to_nhwc(grad).reshape(n * oh * ow, f)
     dx = dw = db = None
     with parallel.single_threaded_blas:
         if need_b:
             db = np.ones(len(dout), dtype=grad.dtype) @ dout  # a GEMV beats a strided sum
         if need_w:
-            dw = _weight_grad(to_nhwc(x), dout, geo, w.shape)
+            dw = conv2d_weight_grad(x, dout, w.shape, stride, padding, dilation, groups,
+                                    (oh, ow))
         if need_x:
-            if _full_conv_applies(stride, padding, dilation, groups, (kh, kw), c, f):
-                dx = _dx_full_conv(dout.reshape(n, oh, ow, f), w, padding, dilation, (h, wd))
-            else:
-                dxp = np.zeros((n, h + 2 * padding[0], wd + 2 * padding[1], c), grad.dtype)
-                _dx_col2im(dout, w, geo, dxp)
-                dx = unpad_nhwc(dxp, *padding)
-            dx = dx.transpose(0, 3, 1, 2)
+            dx = conv2d_input_grad(dout.reshape(n, oh, ow, f), w, (h, wd), stride, padding,
+                                   dilation, groups)
     return dx, dw, db
+
+
+def conv2d_input_grad(dout: np.ndarray, w: np.ndarray, x_hw: tuple[int, int],
+                      stride: tuple[int, int], padding: tuple[int, int],
+                      dilation: tuple[int, int], groups: int) -> np.ndarray:
+    """The input gradient of a convolution: its adjoint, applied to ``dout``.
+
+    It is also the forward pass of a transposed convolution (``x_hw`` then includes the
+    output padding: rows and columns no window reaches get zeros).
+
+    Args:
+        dout: (N, OH, OW, F) output gradient, channels-last (C-contiguous).
+        w: (F, C/groups, KH, KW) filters.
+        x_hw: (H, W) of the input, at least as large as the windows reach.
+
+    Returns:
+        (N, C, H, W), a view of NHWC memory.
+    """
+    n, oh, ow, f = dout.shape
+    _, cg, kh, kw = w.shape
+    c, (h, wd) = cg * groups, x_hw
+    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, (oh, ow))
+    # The full convolution yields exactly (OH + D*(K-1) - 2P) rows: it applies unless the
+    # input has rows beyond the last window (a transposed convolution's output padding).
+    full_hw = tuple(geo.out_hw[a] + dilation[a] * (geo.kernel[a] - 1) - 2 * padding[a]
+                    for a in range(2))
+    if full_hw == (h, wd) and _full_conv_applies(stride, padding, dilation, groups,
+                                                 (kh, kw), c, f):
+        dx = _dx_full_conv(dout, w, padding, dilation, (h, wd))
+    else:
+        hw_p = (h + 2 * padding[0], wd + 2 * padding[1])
+        # Taps that never share a position are written, not added; when they also cover
+        # every position (kernel = stride, as in a 2x2 stride-2 upsampling), nothing needs
+        # zeros first.
+        disjoint = all(dilation[a] * (geo.kernel[a] - 1) < stride[a] for a in range(2))
+        tiled = disjoint and all(dilation[a] == 1 and geo.kernel[a] == stride[a]
+                                 and hw_p[a] == geo.out_hw[a] * stride[a] for a in range(2))
+        dxp = (np.empty if tiled else np.zeros)((n, *hw_p, c), dout.dtype)
+        _dx_col2im(dout.reshape(n * oh * ow, f), w, geo, dxp, assign=disjoint)
+        dx = unpad_nhwc(dxp, *padding)
+    return dx.transpose(0, 3, 1, 2)
+
+
+def conv2d_weight_grad(x: np.ndarray, dout: np.ndarray, w_shape: tuple[int, ...],
+                       stride: tuple[int, int], padding: tuple[int, int],
+                       dilation: tuple[int, int], groups: int,
+                       out_hw: tuple[int, int]) -> np.ndarray:
+    """The weight gradient of a convolution: windows of ``x`` times ``dout``.
+
+    With the roles swapped (``x`` the output gradient of a transposed convolution, ``dout``
+    its input) it is also the transposed convolution's weight gradient.
+
+    Args:
+        x: (N, C, H, W) input (any memory layout).
+        dout: (N*OH*OW, F) output gradient, rows in (N, OH, OW) order.
+        w_shape: (F, C/groups, KH, KW).
+        out_hw: (OH, OW): the windows taken (the input may extend past the last one).
+
+    Returns:
+        (F, C/groups, KH, KW).
+    """
+    _, cg, kh, kw = w_shape
+    geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, out_hw)
+    return _weight_grad(to_nhwc(x), dout, geo, w_shape)
 
 
 def _weight_grad(xh: np.ndarray, dout: np.ndarray, geo: Geometry,
@@ -367,9 +426,11 @@ def _dx_full_conv(dout: np.ndarray, w: np.ndarray, padding, dilation,
     return dx.reshape(dout.shape[0], *hw, c)
 
 
-def _dx_col2im(dout: np.ndarray, w: np.ndarray, geo: Geometry, dxp: np.ndarray) -> None:
+def _dx_col2im(dout: np.ndarray, w: np.ndarray, geo: Geometry, dxp: np.ndarray,
+               assign: bool = False) -> None:
     """Add dx into the padded (N, Hp, Wp, C) ``dxp``: per tile of whole samples, one batched
-    GEMM gives every tap's block, then K*K slice-adds (any stride, any groups)."""
+    GEMM gives every tap's block, then K*K slice-adds (any stride, any groups); slice
+    writes with ``assign``, for taps that never share a position."""
     f, cg, kh, kw = w.shape
     fg, c = f // geo.groups, dxp.shape[3]
     oh, ow = geo.out_hw
@@ -389,7 +450,7 @@ def _dx_col2im(dout: np.ndarray, w: np.ndarray, geo: Geometry, dxp: np.ndarray) 
                 np.matmul(dout[None, tile.flat, g * fg:(g + 1) * fg], w_taps[g],
                           out=taps[:, :, g * cg:(g + 1) * cg] if geo.groups > 1 else taps)
             col2im_taps(taps.reshape(kh, kw, ns, oh, ow, c), geo.stride, geo.dilation,
-                        dxp[tile.samples])
+                        dxp[tile.samples], assign)
         workspace.give(buf)
 
     parallel.run_parts(work, tiles.share(plan, parts))

@@ -62,12 +62,14 @@ def tap_slices(i: int, j: int, stride: tuple[int, int], dilation: tuple[int, int
 
 
 def col2im_taps(taps: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
-                out: np.ndarray) -> np.ndarray:
+                out: np.ndarray, assign: bool = False) -> np.ndarray:
     """Scatter-add per-tap blocks into a padded NHWC array.
 
     Args:
         taps: (KH, KW, N, OH, OW, C), the gradient each kernel tap sends to its inputs.
         out: (N, Hp, Wp, C), added to in place with KH*KW slice-adds (no ``np.add.at``).
+        assign: write the blocks instead of adding them; only for taps that never share a
+            position (``dilation * (kernel - 1) < stride`` on both axes).
 
     Returns:
         ``out``.
@@ -76,7 +78,10 @@ def col2im_taps(taps: np.ndarray, stride: tuple[int, int], dilation: tuple[int, 
     for i in range(kh):
         for j in range(kw):
             rows, cols = tap_slices(i, j, stride, dilation, (oh, ow))
-            out[:, rows, cols, :] += taps[i, j]
+            if assign:
+                out[:, rows, cols, :] = taps[i, j]
+            else:
+                out[:, rows, cols, :] += taps[i, j]
     return out
 
 
