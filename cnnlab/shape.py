@@ -102,3 +102,55 @@ def is_exact(size: int, kernel: int, stride: int = 1, padding: int = 0,
              dilation: int = 1) -> bool:
     """True when the windows cover the padded input exactly (no rows or columns dropped)."""
     return dropped(size, kernel, stride, padding, dilation) == 0
+
+
+def conv_transpose_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                               output_padding: int = 0, dilation: int = 1) -> int:
+    """Output length of a transposed convolution along one axis.
+
+    ``out = (size - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1``:
+    the input length a convolution with the same kernel, stride, padding and dilation maps
+    back to ``size``. ``output_padding`` (less than the stride or the dilation) picks one of
+    the several such lengths when the stride is above 1; it adds rows at the end only.
+
+    Args:
+        size: input length.
+        kernel, stride, padding, dilation: as for the convolution it transposes.
+        output_padding: extra rows (or columns) at the end, at least 0 and less than
+            ``max(stride, dilation)``.
+
+    Returns:
+        The output length, at least 1.
+
+    Raises:
+        ValueError: if an argument is out of range or the output would be empty.
+
+    Example:
+        >>> conv_transpose_output_size(16, 2, stride=2)
+        32
+        >>> conv_transpose_output_size(16, 4, stride=2, padding=1)
+        32
+        >>> conv_transpose_output_size(7, 3, stride=2, output_padding=1)
+        16
+    """
+    if kernel < 1:
+        raise ValueError(f"kernel size must be at least 1, got {kernel}")
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    if padding < 0:
+        raise ValueError(f"padding must be at least 0, got {padding}")
+    if dilation < 1:
+        raise ValueError(f"dilation must be at least 1, got {dilation}")
+    if not 0 <= output_padding < max(stride, dilation):
+        raise ValueError(
+            f"output_padding must be at least 0 and smaller than either the stride "
+            f"({stride}) or the dilation ({dilation}), got {output_padding}"
+        )
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    if out < 1:
+        raise ValueError(
+            f"the output would have length {out} ((size-1)*stride - 2*padding + "
+            f"dilation*(kernel-1) + output_padding + 1 = ({size}-1)*{stride} - 2*{padding} "
+            f"+ {dilation}*({kernel}-1) + {output_padding} + 1); use less padding"
+        )
+    return out

@@ -17,9 +17,16 @@ from cnnlab.nn.layers import (
     Tanh,
 )
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.nn.upsampling import (
+    ConvTranspose2d,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "LeakyReLU",
-    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
-    "functional", "init",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout",
+    "Flatten", "LeakyReLU", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential",
+    "Sigmoid", "Tanh", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "functional",
+    "init",
 ]

@@ -2,7 +2,9 @@
 
 from cnnlab.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from cnnlab.ops.conv import conv2d
+from cnnlab.ops.conv_transpose import conv_transpose2d
 from cnnlab.ops.dropout import dropout
+from cnnlab.ops.interpolate import interpolate
 from cnnlab.ops.linear import linear
 from cnnlab.ops.loss import cross_entropy, mse_loss
 from cnnlab.ops.norm import batch_norm
@@ -16,7 +18,7 @@ def flatten(input: Tensor, start_dim: int = 1) -> Tensor:
 
 
 __all__ = [
-    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout",
-    "flatten", "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "relu",
-    "sigmoid", "softmax", "tanh",
+    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
+    "cross_entropy", "dropout", "flatten", "interpolate", "leaky_relu", "linear", "log_softmax",
+    "max_pool2d", "mse_loss", "relu", "sigmoid", "softmax", "tanh",
 ]

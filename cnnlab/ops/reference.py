@@ -75,3 +75,41 @@ def avg_pool2d_naive(x: np.ndarray, kernel_size: Any, stride: Any = None,
                      padding: Any = 0) -> np.ndarray:
     """Average pooling: the mean of each window, zero padding included."""
     return _pool_naive(x, kernel_size, stride, padding, np.mean, 0.0)
+
+
+def conv_transpose2d_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+                           stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+                           groups: int = 1, dilation: Any = 1) -> np.ndarray:
+    """Transposed convolution of (N, C_in, H, W) input with (C_in, C_out/groups, KH, KW)
+    weights, one input value at a time: each value adds its filter, scaled by itself, into
+    the output.
+
+    ``out[n, g*C_out/groups + o, i*S - P + u*D, j*S - P + v*D] += x[n, c, i, j] * w[c, o, u, v]``
+    for input channel ``c`` of group ``g``, then ``+ b``; positions outside the output
+    (the cropped ``padding``) are dropped.
+    """
+    from cnnlab.shape import conv_transpose_output_size
+
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    oph, opw = pair(output_padding)
+    dh, dw = pair(dilation)
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    oh = conv_transpose_output_size(h, kh, sh, ph, oph, dh)
+    ow = conv_transpose_output_size(wd, kw, sw, pw, opw, dw)
+    cg = c // groups
+    # Room for the cropped borders on every side, so no index is ever negative (the last
+    # output_padding rows and columns may receive nothing but the bias).
+    full = np.zeros((n, og * groups, oh + 2 * ph, ow + 2 * pw), dtype=np.result_type(x, w))
+    for b_ in range(n):
+        for ci in range(c):
+            outs = slice(ci // cg * og, (ci // cg + 1) * og)  # the output channels of its group
+            for i in range(h):
+                for j in range(wd):
+                    for u in range(kh):
+                        for v in range(kw):
+                            full[b_, outs, i * sh + u * dh, j * sw + v * dw] += \
+                                x[b_, ci, i, j] * w[ci, :, u, v]
+    out = full[:, :, ph:ph + oh, pw:pw + ow]
+    return out if b is None else out + b[None, :, None, None]
