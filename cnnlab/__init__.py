@@ -3,6 +3,7 @@
 from cnnlab import nn, random
 from cnnlab.kernels import memory
 from cnnlab.kernels.parallel import get_num_threads, set_num_threads
+from cnnlab.ops.join import cat, stack
 from cnnlab.ops.loss import NonFiniteLossError
 from cnnlab.random import manual_seed
 from cnnlab.tensor import Tensor, is_grad_enabled, no_grad, tensor
@@ -18,7 +19,7 @@ def __getattr__(name: str):
         from cnnlab.io import model_file
 
         return getattr(model_file, name)
-    if name in ("optim", "data", "arch", "io", "inspect", "train"):
+    if name in ("optim", "data", "arch", "io", "inspect", "train", "vision"):
         import importlib
 
         return importlib.import_module(f"cnnlab.{name}")
@@ -26,6 +27,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "NonFiniteLossError", "Tensor", "__version__", "get_num_threads", "is_grad_enabled", "load",
-    "manual_seed", "nn", "no_grad", "random", "save", "set_num_threads", "tensor",
+    "NonFiniteLossError", "Tensor", "__version__", "cat", "get_num_threads", "is_grad_enabled",
+    "load", "manual_seed", "nn", "no_grad", "random", "save", "set_num_threads", "stack",
+    "tensor",
 ]
