@@ -197,7 +197,10 @@ def test_cross_entropy_bad_targets(target, match):
 
 
 def test_cross_entropy_bad_logits_and_reduction():
-    with pytest.raises(ValueError, match=r"expects logits of shape \(N, C\), got \(2, 3, 4\)"):
+    # (N, C, d1) logits need one label per position: (N, d1).
+    with pytest.raises(ValueError, match=r"expects 8 integer labels of shape \(2, 4\) for "
+                                         r"logits of shape \(2, 3, 4\), got target of shape "
+                                         r"\(2,\)"):
         F.cross_entropy(image(2, 3, 4), [0, 1])
     with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'avg'"):
         F.cross_entropy(image(2, 10), [0, 1], reduction="avg")

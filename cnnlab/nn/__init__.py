@@ -16,6 +16,14 @@ from cnnlab.nn.layers import (
     Sigmoid,
     Tanh,
 )
+from cnnlab.nn.loss import (
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.nn.upsampling import (
     ConvTranspose2d,
@@ -25,8 +33,9 @@ from cnnlab.nn.upsampling import (
 )
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout",
-    "Flatten", "LeakyReLU", "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential",
-    "Sigmoid", "Tanh", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "functional",
-    "init",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm2d", "Conv2d",
+    "ConvTranspose2d", "CrossEntropyLoss", "Dropout", "Flatten", "L1Loss", "LeakyReLU", "Linear",
+    "MSELoss", "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid",
+    "SmoothL1Loss", "Tanh", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d",
+    "functional", "init",
 ]

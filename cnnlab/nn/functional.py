@@ -6,7 +6,16 @@ from cnnlab.ops.conv_transpose import conv_transpose2d
 from cnnlab.ops.dropout import dropout
 from cnnlab.ops.interpolate import interpolate
 from cnnlab.ops.linear import linear
-from cnnlab.ops.loss import cross_entropy, mse_loss
+from cnnlab.ops.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    focal_loss_heatmap,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
 from cnnlab.ops.norm import batch_norm
 from cnnlab.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from cnnlab.tensor import Tensor
@@ -18,7 +27,9 @@ def flatten(input: Tensor, start_dim: int = 1) -> Tensor:
 
 
 __all__ = [
-    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "conv_transpose2d",
-    "cross_entropy", "dropout", "flatten", "interpolate", "leaky_relu", "linear", "log_softmax",
-    "max_pool2d", "mse_loss", "relu", "sigmoid", "softmax", "tanh",
+    "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "conv2d", "conv_transpose2d", "cross_entropy",
+    "dropout", "flatten", "focal_loss_heatmap", "interpolate", "l1_loss", "leaky_relu",
+    "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "relu", "sigmoid",
+    "smooth_l1_loss", "softmax", "tanh",
 ]
