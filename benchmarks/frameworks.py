@@ -6,7 +6,12 @@ A runner is built from (layers, weights, x, y) and offers:
 - ``eval()``: switch to evaluation mode, once, before ``infer()`` is timed;
 - ``infer()``: a forward pass in inference mode (no graph), returning the logits;
 - ``loss_and_grads()``: forward + backward at the current weights without updating them,
-  returning (loss, {param name: gradient}) for the correctness check.
+  returning (loss, {param name: gradient}) for the correctness check;
+- ``op_step(loss)`` and ``op_grads(loss)`` for single-op workloads: forward + backward of the
+  layers with the input requiring a gradient, sending back a fixed upstream gradient (or,
+  with ``loss="cross_entropy"``, the loss's own); ``op_grads`` returns the input's and the
+  parameters' gradients. cnnlab gets its maps in the channels-last memory its own layers
+  produce (NCHW shapes), torch in the layout of the runner.
 
 Each framework is imported only inside its own runner, so a worker process loads only the
 framework it measures.
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.workloads import LR, MOMENTUM
+from benchmarks.workloads import LR, MOMENTUM, upstream_gradient
 
 FRAMEWORKS = ["cnnlab", "torch_nchw", "torch_channels_last", "textbook"]
 
@@ -44,10 +49,17 @@ class CnnlabRunner:
                 mods.append(nn.MaxPool2d(spec["k"]))
             elif kind == "flatten":
                 mods.append(nn.Flatten())
+            elif kind == "conv_transpose":
+                mods.append(nn.ConvTranspose2d(spec["in"], spec["out"], spec["k"],
+                                               stride=spec["stride"], padding=spec["pad"]))
+            elif kind == "upsample":
+                mods.append(nn.Upsample(scale_factor=spec["scale"], mode=spec["mode"]))
         self.model = nn.Sequential(*mods)
         self.model.load_state_dict(weights)
-        self.opt = SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        params = list(self.model.parameters())
+        self.opt = SGD(params, lr=LR, momentum=MOMENTUM) if params else None
         self.x, self.y = x, y
+        self._op_x = self._op_g = None
 
     def train_step(self) -> None:
         self.opt.zero_grad()
@@ -73,6 +85,32 @@ class CnnlabRunner:
         self.opt.zero_grad()
         return float(loss.item()), grads
 
+    def op_step(self, loss: str | None = None):
+        if self._op_x is None:  # NCHW shapes over channels-last memory, as cnnlab's layers
+            self._op_x = _channels_last(self.x)
+        for p in self.model.parameters():
+            p.grad = None
+        x = self.cnnlab.Tensor(self._op_x, requires_grad=True)
+        out = self.model(x)
+        if loss == "cross_entropy":
+            self.F.cross_entropy(out, self.y).backward()
+        else:
+            if self._op_g is None:
+                self._op_g = _channels_last(upstream_gradient(out.shape))
+            out.backward(self._op_g)
+        return x
+
+    def op_grads(self, loss: str | None = None) -> dict[str, np.ndarray]:
+        x = self.op_step(loss)
+        return {"input": np.array(x.grad), **{n: np.array(p.grad) for n, p in
+                                              self.model.named_parameters()}}
+
+
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    """The same values with the channels in the last place in memory (for 4-D arrays)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) \
+        if a.ndim == 4 else a
+
 
 class TorchRunner:
     def __init__(self, layers, weights, x, y, channels_last: bool = False):
@@ -93,14 +131,23 @@ class TorchRunner:
                 mods.append(torch.nn.MaxPool2d(spec["k"]))
             elif kind == "flatten":
                 mods.append(torch.nn.Flatten())
+            elif kind == "conv_transpose":
+                mods.append(torch.nn.ConvTranspose2d(spec["in"], spec["out"], spec["k"],
+                                                     stride=spec["stride"],
+                                                     padding=spec["pad"]))
+            elif kind == "upsample":
+                mods.append(torch.nn.Upsample(scale_factor=spec["scale"], mode=spec["mode"]))
         self.model = torch.nn.Sequential(*mods)
         self.model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
         self.x = torch.from_numpy(x)
         self.y = torch.from_numpy(y)
+        self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        params = list(self.model.parameters())
+        self.opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM) if params else None
+        self._op_g = None
 
     def train_step(self) -> None:
         self.opt.zero_grad()
@@ -124,6 +171,27 @@ class TorchRunner:
         grads = {n: p.grad.detach().numpy().copy() for n, p in self.model.named_parameters()}
         self.opt.zero_grad()
         return float(loss.item()), grads
+
+    def op_step(self, loss: str | None = None):
+        for p in self.model.parameters():
+            p.grad = None
+        x = self.x.detach().requires_grad_(True)
+        out = self.model(x)
+        if loss == "cross_entropy":
+            self.torch.nn.functional.cross_entropy(out, self.y).backward()
+        else:
+            if self._op_g is None:
+                g = self.torch.from_numpy(upstream_gradient(tuple(out.shape)))
+                if self.channels_last and g.ndim == 4:
+                    g = g.contiguous(memory_format=self.torch.channels_last)
+                self._op_g = g
+            out.backward(self._op_g)
+        return x
+
+    def op_grads(self, loss: str | None = None) -> dict[str, np.ndarray]:
+        x = self.op_step(loss)
+        return {"input": x.grad.numpy().copy(), **{n: p.grad.numpy().copy() for n, p in
+                                                   self.model.named_parameters()}}
 
 
 class TextbookRunner:

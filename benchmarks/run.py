@@ -189,6 +189,11 @@ def available_frameworks(requested: list[str] | None) -> tuple[list[str], list[s
     return run, [fw for fw in wanted if fw not in run]
 
 
+def frameworks_for(workload, frameworks: list[str]) -> list[str]:
+    """The frameworks that can run a workload: the textbook CNN has no single-op mode."""
+    return [fw for fw in frameworks if not (workload.task == "op" and fw == "textbook")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
@@ -246,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             "train": "zero_grad + forward + mean cross-entropy + backward + SGD "
             "(lr 0.01, momentum 0.9) update",
             "infer": "forward only, evaluation mode, no autograd graph",
+            "op": "one op's forward and backward: the gradients of its input and parameters "
+            "for a fixed upstream gradient (or of its loss); cnnlab's maps in the "
+            "channels-last memory its own layers produce, torch's in each layout",
             "median_ms": "median wall time of one call, milliseconds (with --rounds R: "
             "the lowest of the undisturbed rounds' medians)",
             "torch_over_cnnlab": "median(faster torch layout) / median(cnnlab); "
@@ -267,16 +275,17 @@ def main(argv: list[str] | None = None) -> int:
                                           env, run_worker, log)
         else:
             out["results"] = []
-            total = len(workloads) * len(frameworks) * args.rounds
+            total = sum(len(frameworks_for(w, frameworks)) for w in workloads) * args.rounds
             done = 0
             for workload in workloads:
                 inputs = write_inputs(workload, args.seed, workdir)
                 plan = timing_plan(workload.task, workload.batch, args.quick)
-                rounds: dict[str, list[dict]] = {fw: [] for fw in frameworks}
+                fws = frameworks_for(workload, frameworks)
+                rounds: dict[str, list[dict]] = {fw: [] for fw in fws}
                 for rnd in range(args.rounds):
                     # Rotate the order each round so no framework always runs first or last.
-                    shift = rnd % len(frameworks)
-                    for fw in frameworks[shift:] + frameworks[:shift]:
+                    shift = rnd % len(fws)
+                    for fw in fws[shift:] + fws[:shift]:
                         done += 1
                         job = {"framework": fw, "workload": workload.to_dict(),
                                "layers": ARCHS[workload.arch]["layers"],

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.frameworks import make_runner
-from benchmarks.workloads import read_inputs
+from benchmarks.workloads import ARCHS, read_inputs
 
 
 def current_rss_mib() -> float:
@@ -125,6 +125,10 @@ def run_job(job: dict) -> dict:
         result["check_loss"] = loss
         np.savez(job["check_out"], **grads)
         fn = runner.train_step
+    elif workload["task"] == "op":
+        loss = ARCHS[workload["arch"]].get("loss")
+        np.savez(job["check_out"], **runner.op_grads(loss))
+        fn = lambda: runner.op_step(loss)  # noqa: E731
     else:
         runner.eval()
         np.savez(job["check_out"], logits=np.asarray(runner.infer()))

@@ -53,6 +53,14 @@ TINY: list[dict] = [
     {"type": "linear", "in": 4 * 4 * 4, "out": 10},
 ]
 
+# Single ops of segmentation and detection networks, timed forward + backward (task "op").
+CONV_T_K2: list[dict] = [{"type": "conv_transpose", "in": 64, "out": 32, "k": 2, "stride": 2,
+                          "pad": 0}]
+CONV_T_K4: list[dict] = [{"type": "conv_transpose", "in": 64, "out": 32, "k": 4, "stride": 2,
+                          "pad": 1}]
+UPSAMPLE_BILINEAR: list[dict] = [{"type": "upsample", "scale": 2, "mode": "bilinear"}]
+UPSAMPLE_NEAREST: list[dict] = [{"type": "upsample", "scale": 2, "mode": "nearest"}]
+
 ARCHS: dict[str, dict] = {
     "lenet5": {
         "layers": LENET5,
@@ -71,6 +79,46 @@ ARCHS: dict[str, dict] = {
         "input": (1, 8, 8),
         "text": "conv3x3x4 pad1-relu-maxpool2-flatten-fc10",
     },
+    "convT-k2s2": {
+        "layers": CONV_T_K2,
+        "input": (64, 16, 16),
+        "text": "ConvTranspose2d 64->32, kernel 2, stride 2: 16x16 -> 32x32",
+    },
+    "convT-k4s2p1": {
+        "layers": CONV_T_K4,
+        "input": (64, 16, 16),
+        "text": "ConvTranspose2d 64->32, kernel 4, stride 2, padding 1: 16x16 -> 32x32",
+    },
+    "upsample-bilinear": {
+        "layers": UPSAMPLE_BILINEAR,
+        "input": (32, 32, 32),
+        "text": "interpolate bilinear x2 (align_corners=False): 32x32x32 -> 32x64x64",
+    },
+    "upsample-nearest": {
+        "layers": UPSAMPLE_NEAREST,
+        "input": (32, 32, 32),
+        "text": "interpolate nearest x2: 32x32x32 -> 32x64x64",
+    },
+    "tiny-convT": {
+        "layers": [{"type": "conv_transpose", "in": 2, "out": 3, "k": 3, "stride": 2,
+                    "pad": 1}],
+        "input": (2, 4, 4),
+        "text": "ConvTranspose2d 2->3, kernel 3, stride 2, padding 1: 4x4 -> 7x7",
+    },
+    "tiny-ce-seg": {
+        "layers": [{"type": "upsample", "scale": 2, "mode": "bilinear"}],
+        "input": (3, 4, 4),
+        "loss": "cross_entropy",
+        "target": {"shape": (8, 8), "classes": 3},
+        "text": "bilinear x2 then cross_entropy of (N, 3, 8, 8) logits",
+    },
+    "ce-seg": {
+        "layers": [],
+        "input": (11, 64, 64),
+        "loss": "cross_entropy",
+        "target": {"shape": (64, 64), "classes": 11},
+        "text": "cross_entropy of (N, 11, 64, 64) logits and (N, 64, 64) labels",
+    },
 }
 
 NUM_CLASSES = 10
@@ -80,7 +128,11 @@ MOMENTUM = 0.9
 
 @dataclass(frozen=True)
 class Workload:
-    """One measured case: an architecture, a task ("train" or "infer") and a batch size."""
+    """One measured case: an architecture, a task and a batch size.
+
+    Tasks: "train" (a training step), "infer" (a forward pass without a graph) and "op"
+    (one op's forward and backward: the gradients of its input and parameters for a fixed
+    upstream gradient, or of its loss)."""
 
     name: str
     arch: str
@@ -99,12 +151,19 @@ WORKLOADS: list[Workload] = [
     Workload("lenet5-infer-b256", "lenet5", "infer", 256),
     Workload("cifar-infer-b1", "cifar", "infer", 1),
     Workload("cifar-infer-b256", "cifar", "infer", 256),
+    Workload("convT-k2s2-b32", "convT-k2s2", "op", 32),
+    Workload("convT-k4s2p1-b32", "convT-k4s2p1", "op", 32),
+    Workload("upsample-bilinear-b32", "upsample-bilinear", "op", 32),
+    Workload("upsample-nearest-b32", "upsample-nearest", "op", 32),
+    Workload("cross-entropy-seg-b16", "ce-seg", "op", 16),
 ]
 
 # Not part of the default run; selected by name (the smoke test uses them).
 EXTRA_WORKLOADS: list[Workload] = [
     Workload("tiny-train-b4", "tiny", "train", 4),
     Workload("tiny-infer-b1", "tiny", "infer", 1),
+    Workload("tiny-convT-op-b2", "tiny-convT", "op", 2),
+    Workload("tiny-ce-seg-op-b2", "tiny-ce-seg", "op", 2),
 ]
 
 
@@ -134,6 +193,9 @@ def param_shapes(layers: list[dict]) -> dict[str, tuple[int, ...]]:
         if layer["type"] == "conv":
             shapes[f"{i}.weight"] = (layer["out"], layer["in"], layer["k"], layer["k"])
             shapes[f"{i}.bias"] = (layer["out"],)
+        elif layer["type"] == "conv_transpose":  # (in, out, k, k): fan-in out*k*k, as torch
+            shapes[f"{i}.weight"] = (layer["in"], layer["out"], layer["k"], layer["k"])
+            shapes[f"{i}.bias"] = (layer["out"],)
         elif layer["type"] == "linear":
             shapes[f"{i}.weight"] = (layer["out"], layer["in"])
             shapes[f"{i}.bias"] = (layer["out"],)
@@ -153,13 +215,22 @@ def make_weights(layers: list[dict], seed: int) -> dict[str, np.ndarray]:
     return weights
 
 
-def make_batch(input_shape: tuple[int, ...], batch: int,
-               seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A float32 batch (N, C, H, W) of standard-normal pixels and int64 labels in [0, 10)."""
+def make_batch(input_shape: tuple[int, ...], batch: int, seed: int,
+               target: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 batch (N, C, H, W) of standard-normal pixels and int64 labels in [0, 10)
+    (or, with ``target``, of shape (N, *target["shape"]) in [0, target["classes"]))."""
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((batch, *input_shape)).astype(np.float32)
-    y = rng.integers(0, NUM_CLASSES, size=batch).astype(np.int64)
+    shape, classes = (batch,), NUM_CLASSES
+    if target is not None:
+        shape, classes = (batch, *target["shape"]), target["classes"]
+    y = rng.integers(0, classes, size=shape).astype(np.int64)
     return x, y
+
+
+def upstream_gradient(shape: tuple[int, ...]) -> np.ndarray:
+    """The fixed output gradient an "op" workload sends back (the same in every framework)."""
+    return np.random.default_rng(12345).standard_normal(shape).astype(np.float32)
 
 
 def write_inputs(workload: Workload, seed: int, directory: Path) -> Path:
@@ -169,7 +240,7 @@ def write_inputs(workload: Workload, seed: int, directory: Path) -> Path:
     """
     arch = ARCHS[workload.arch]
     weights = make_weights(arch["layers"], seed)
-    x, y = make_batch(arch["input"], workload.batch, seed)
+    x, y = make_batch(arch["input"], workload.batch, seed, arch.get("target"))
     path = directory / f"inputs-{workload.name}.npz"
     arrays = {f"param:{k}": v for k, v in weights.items()}
     np.savez(path, x=x, y=y, **arrays)
