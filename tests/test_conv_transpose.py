@@ -31,7 +31,7 @@ CASES = {
     "dilation2_op1_s1": ((1, 2, 3, 3), (2, 3, 3), 1, 1, 1, 1, 2, False),
     "nonsquare_all": ((2, 2, 3, 4), (3, 3, 2), (2, 3), (1, 0), (1, 2), 1, (1, 2), True),
     "stride3_gaps": ((1, 2, 3, 3), (2, 2, 2), 3, 0, 0, 1, 1, True),
-    "stride1_full_conv_path": ((1, 16, 4, 4), (8, 3, 3), 1, 1, 0, 1, 1, True),
+    "stride1_full_conv_path": ((1, 8, 3, 3), (16, 3, 3), 1, 1, 0, 1, 1, True),
 }
 
 
@@ -238,3 +238,27 @@ def test_float32_stays_float32_and_no_gradient_for_constants(rng):
     assert x.grad.dtype == np.float32 and w.grad is None
     with cnnlab.no_grad():
         assert not F.conv_transpose2d(x, w, stride=2).requires_grad
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, extra", [
+    ((2, 2), (2, 2), (1, 1), (0, 0)),  # taps tile the array: nothing filled
+    ((4, 3), (2, 2), (1, 1), (1, 0)),  # overlapping taps, a trailing row
+    ((2, 1), (3, 2), (1, 1), (0, 1)),  # gaps between the taps
+    ((3, 3), (2, 1), (2, 1), (1, 0)),  # dilated rows: filled, then all added
+    ((1, 1), (1, 1), (1, 1), (2, 2)),
+])
+def test_col2im_with_fill_equals_filling_then_adding(kernel, stride, dilation, extra, rng):
+    from cnnlab.kernels.window import col2im_taps
+
+    kh, kw = kernel
+    n, oh, ow, c = 2, 3, 4, 5
+    hp = stride[0] * (oh - 1) + dilation[0] * (kh - 1) + 1 + extra[0]
+    wp = stride[1] * (ow - 1) + dilation[1] * (kw - 1) + 1 + extra[1]
+    taps = rng.standard_normal((kh, kw, n, oh, ow, c))
+    bias = rng.standard_normal(c)
+    expected = col2im_taps(taps, stride, dilation, np.broadcast_to(bias, (n, hp, wp, c)).copy())
+    out = np.full((n, hp, wp, c), np.nan)  # uninitialized: every position must be written
+    col2im_taps(taps, stride, dilation, out, fill=bias)
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+    zero = col2im_taps(taps, stride, dilation, np.full((n, hp, wp, c), np.nan), fill=0.0)
+    np.testing.assert_allclose(zero, expected - bias, rtol=1e-12, atol=1e-12)

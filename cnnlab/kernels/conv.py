@@ -300,16 +300,19 @@ def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tupl
 
 def conv2d_input_grad(dout: np.ndarray, w: np.ndarray, x_hw: tuple[int, int],
                       stride: tuple[int, int], padding: tuple[int, int],
-                      dilation: tuple[int, int], groups: int) -> np.ndarray:
+                      dilation: tuple[int, int], groups: int,
+                      bias: np.ndarray | None = None) -> np.ndarray:
     """The input gradient of a convolution: its adjoint, applied to ``dout``.
 
     It is also the forward pass of a transposed convolution (``x_hw`` then includes the
-    output padding: rows and columns no window reaches get zeros).
+    output padding: rows and columns no window reaches get zeros), plus ``bias`` per
+    channel, added while the result is written.
 
     Args:
         dout: (N, OH, OW, F) output gradient, channels-last (C-contiguous).
         w: (F, C/groups, KH, KW) filters.
         x_hw: (H, W) of the input, at least as large as the windows reach.
+        bias: (C,) added to every position, or None.
 
     Returns:
         (N, C, H, W), a view of NHWC memory.
@@ -324,17 +327,11 @@ def conv2d_input_grad(dout: np.ndarray, w: np.ndarray, x_hw: tuple[int, int],
                     for a in range(2))
     if full_hw == (h, wd) and _full_conv_applies(stride, padding, dilation, groups,
                                                  (kh, kw), c, f):
-        dx = _dx_full_conv(dout, w, padding, dilation, (h, wd))
+        dx = _dx_full_conv(dout, w, padding, dilation, (h, wd), bias)
     else:
-        hw_p = (h + 2 * padding[0], wd + 2 * padding[1])
-        # Taps that never share a position are written, not added; when they also cover
-        # every position (kernel = stride, as in a 2x2 stride-2 upsampling), nothing needs
-        # zeros first.
-        disjoint = all(dilation[a] * (geo.kernel[a] - 1) < stride[a] for a in range(2))
-        tiled = disjoint and all(dilation[a] == 1 and geo.kernel[a] == stride[a]
-                                 and hw_p[a] == geo.out_hw[a] * stride[a] for a in range(2))
-        dxp = (np.empty if tiled else np.zeros)((n, *hw_p, c), dout.dtype)
-        _dx_col2im(dout.reshape(n * oh * ow, f), w, geo, dxp, assign=disjoint)
+        dxp = np.empty((n, h + 2 * padding[0], wd + 2 * padding[1], c), dout.dtype)
+        fill = dout.dtype.type(0) if bias is None else bias.astype(dout.dtype, copy=False)
+        _dx_col2im(dout.reshape(n * oh * ow, f), w, geo, dxp, fill)
         dx = unpad_nhwc(dxp, *padding)
     return dx.transpose(0, 3, 1, 2)
 
@@ -414,23 +411,23 @@ def _full_conv_applies(stride, padding, dilation, groups, kernel, c, f) -> bool:
 
 
 def _dx_full_conv(dout: np.ndarray, w: np.ndarray, padding, dilation,
-                  hw: tuple[int, int]) -> np.ndarray:
+                  hw: tuple[int, int], bias: np.ndarray | None = None) -> np.ndarray:
     """dx (N, H, W, C): dout (N, OH, OW, F), padded by D*(K-1) - P, convolved with the
-    flipped filters — the forward kernel, tiles and all."""
+    flipped filters — the forward kernel, tiles and all (``bias`` rides in its GEMM)."""
     f, c, kh, kw = w.shape
     q = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
     geo = Geometry((kh, kw), (1, 1), q, dilation, 1, f, hw)
-    w_flipped = w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(kh * kw * f, c)
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, KH, KW)
     dx = np.empty((dout.shape[0] * hw[0] * hw[1], c), dtype=dout.dtype)
-    _gemm_tiles(dout, [w_flipped], geo, dx)
+    _gemm_tiles(dout, _weight_matrices(flipped, 1, bias), geo, dx)
     return dx.reshape(dout.shape[0], *hw, c)
 
 
 def _dx_col2im(dout: np.ndarray, w: np.ndarray, geo: Geometry, dxp: np.ndarray,
-               assign: bool = False) -> None:
-    """Add dx into the padded (N, Hp, Wp, C) ``dxp``: per tile of whole samples, one batched
-    GEMM gives every tap's block, then K*K slice-adds (any stride, any groups); slice
-    writes with ``assign``, for taps that never share a position."""
+               fill: float | np.ndarray) -> None:
+    """dx into the uninitialized padded (N, Hp, Wp, C) ``dxp``, plus ``fill``: per tile of
+    whole samples, one batched GEMM gives every tap's block, then K*K slice-writes and
+    slice-adds (any stride, any groups; see :func:`col2im_taps`)."""
     f, cg, kh, kw = w.shape
     fg, c = f // geo.groups, dxp.shape[3]
     oh, ow = geo.out_hw
@@ -450,7 +447,7 @@ def _dx_col2im(dout: np.ndarray, w: np.ndarray, geo: Geometry, dxp: np.ndarray,
                 np.matmul(dout[None, tile.flat, g * fg:(g + 1) * fg], w_taps[g],
                           out=taps[:, :, g * cg:(g + 1) * cg] if geo.groups > 1 else taps)
             col2im_taps(taps.reshape(kh, kw, ns, oh, ow, c), geo.stride, geo.dilation,
-                        dxp[tile.samples], assign)
+                        dxp[tile.samples], fill)
         workspace.give(buf)
 
     parallel.run_parts(work, tiles.share(plan, parts))

@@ -62,24 +62,41 @@ def tap_slices(i: int, j: int, stride: tuple[int, int], dilation: tuple[int, int
 
 
 def col2im_taps(taps: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
-                out: np.ndarray, assign: bool = False) -> np.ndarray:
+                out: np.ndarray, fill: float | np.ndarray | None = None) -> np.ndarray:
     """Scatter-add per-tap blocks into a padded NHWC array.
 
     Args:
         taps: (KH, KW, N, OH, OW, C), the gradient each kernel tap sends to its inputs.
         out: (N, Hp, Wp, C), added to in place with KH*KW slice-adds (no ``np.add.at``).
-        assign: write the blocks instead of adding them; only for taps that never share a
-            position (``dilation * (kernel - 1) < stride`` on both axes).
+        fill: None to add into ``out`` as it is. Otherwise ``out`` is uninitialized and
+            ends as ``fill`` (a number, or one value per channel) plus the taps: without
+            dilation, the first ``stride`` taps of each axis never share a position, so
+            they are written (with ``fill`` added) instead of added, and only the positions
+            they miss are filled first — no pass that zeroes the whole array.
 
     Returns:
         ``out``.
     """
     kh, kw, _, oh, ow, _ = taps.shape
+    first = (0, 0)  # how many taps per axis are written rather than added
+    if fill is not None:
+        first = (min(kh, stride[0]) if dilation[0] == 1 else 0,
+                 min(kw, stride[1]) if dilation[1] == 1 else 0)
+        if 0 in first:
+            out[...] = fill
+        else:
+            # Rows the first taps miss: the phases past the kernel, and past the last window.
+            for a in range(first[0], stride[0]):
+                out[:, a::stride[0]] = fill
+            out[:, stride[0] * oh:] = fill
+            for b in range(first[1], stride[1]):
+                out[:, :, b::stride[1]] = fill
+            out[:, :, stride[1] * ow:] = fill
     for i in range(kh):
         for j in range(kw):
             rows, cols = tap_slices(i, j, stride, dilation, (oh, ow))
-            if assign:
-                out[:, rows, cols, :] = taps[i, j]
+            if i < first[0] and j < first[1]:
+                np.add(taps[i, j], fill, out=out[:, rows, cols, :])
             else:
                 out[:, rows, cols, :] += taps[i, j]
     return out

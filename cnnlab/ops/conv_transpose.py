@@ -74,10 +74,9 @@ class ConvTranspose2d(Function):
         # Channels-last input, kept for the weight gradient (free if x is channels-last).
         self.xh, self.w = to_nhwc(x), w
         self.opts = stride, padding, dilation, groups
-        out = kernel.conv2d_input_grad(self.xh, w, out_hw, stride, padding, dilation, groups)
-        if b is not None:
-            out.transpose(0, 2, 3, 1)[...] += b  # channels-last memory: a row-wise add
-        return out
+        # The bias is added while the output is written, not in a pass of its own.
+        return kernel.conv2d_input_grad(self.xh, w, out_hw, stride, padding, dilation,
+                                        groups, b)
 
     def backward(self, grad):
         xh, w = self.xh, self.w
