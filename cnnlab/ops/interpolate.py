@@ -45,8 +45,9 @@ MODES = ("nearest", "nearest-exact", "bilinear")
 
 # Each block of a banded matrix product reads at most this many input positions: shorter
 # windows waste fewer multiply-adds on zeros, longer ones make fewer, larger GEMMs. Measured
-# on 32x32 and 64x64 maps doubled, forward and backward: best between 6 and 10 (2x faster
-# than whole-axis products at 32, 3x at 128, and faster than gathers with weights).
+# on 32x32 and 64x64 maps doubled, forward and backward: best between 6 and 10, where
+# whole-axis products were 1.5-1.7x slower at 32 pixels (2.5-3.5x at 128) and gathers with
+# weights slower still.
 BAND_WINDOW = 8
 
 

@@ -573,10 +573,12 @@ def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,
     who = "binary_cross_entropy"
     _check_reduction(reduction, who)
     target = _pair_target(input, target, who)
-    if input.size and not (np.all(input.data >= 0) and np.all(input.data <= 1)):
+    p = input.data
+    outside = (p < 0) | (p > 1) | np.isnan(p)
+    if outside.any():
         raise ValueError(f"{who}: all input values must be probabilities in [0, 1], found "
-                         f"{input.data[(input.data < 0) | (input.data > 1) | np.isnan(input.data)][0]}; "  # noqa: E501
-                         f"apply a sigmoid first, or use binary_cross_entropy_with_logits")
+                         f"{p[outside][0]}; apply a sigmoid first, or use "
+                         f"binary_cross_entropy_with_logits")
     return BCE.apply(input, target, weight=_broadcast_constant(weight, input, "weight", who),
                      reduction=reduction)
 
