@@ -232,6 +232,7 @@ def test_threshold_and_digits_without_ink():
         ({"threshold": 0}, r"expected threshold in \(0, 1\], found 0"),
         ({"threshold": 1.5}, r"expected threshold in \(0, 1\], found 1.5"),
         ({"num_scenes": 0}, "expected num_scenes to be an integer >= 1, found 0"),
+        ({"seed": -1}, "expected seed to be an integer >= 0, found -1"),
         ({"canvas_size": 6}, "expected a canvas at least as large as one digit \\(8x8\\), "
                              "found canvas_size 6x6"),
         ({"canvas_size": (32, "a")}, "expected canvas_size as an integer or \\(H, W\\)"),

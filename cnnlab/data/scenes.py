@@ -217,7 +217,7 @@ class DigitScenes:
     ) -> None:
         if source not in SOURCES:
             raise ValueError(f"DigitScenes: expected source 'mnist' or 'digits', found {source!r}")
-        self._check(min_digits, max_digits, gap, threshold, num_scenes)
+        self._check(min_digits, max_digits, gap, threshold, num_scenes, seed)
         if source == "mnist":
             from cnnlab.data.mnist import MNIST
 
@@ -273,7 +273,7 @@ class DigitScenes:
             raise ValueError(f"DigitScenes.from_digits: expected pixel values in [0, 1], found "
                              f"{images.min()}..{images.max()}; divide 8-bit images by 255")
         self = cls.__new__(cls)
-        self._check(min_digits, max_digits, gap, threshold, num_scenes)
+        self._check(min_digits, max_digits, gap, threshold, num_scenes, seed)
         self._build(
             images.astype(np.float32, copy=False), labels.astype(np.int64), source="custom",
             train=train, num_scenes=num_scenes, min_digits=min_digits, max_digits=max_digits,
@@ -283,7 +283,8 @@ class DigitScenes:
 
     @staticmethod
     def _check(min_digits: Any, max_digits: Any, gap: Any, threshold: Any,
-               num_scenes: Any) -> None:
+               num_scenes: Any, seed: Any) -> None:
+        _positive_int(seed, "seed", minimum=0)
         lo = _positive_int(min_digits, "min_digits")
         hi = _positive_int(max_digits, "max_digits")
         if lo > hi:
@@ -356,7 +357,7 @@ class DigitScenes:
         keypoints = digits.keypoints[chosen] + np.stack([dx, dy], axis=1)[:, None, :]
 
         # Store each scene's digits in reading order.
-        padded = np.zeros((*slots.shape, 4))
+        padded = np.zeros((*slots.shape, 4), np.float64)
         padded[slots] = boxes
         order, _ = _reading_order_padded(padded, slots)
         perm = (offsets[:-1, None] + order)[slots]
