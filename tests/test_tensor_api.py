@@ -230,3 +230,29 @@ def test_functions_agree_with_torch_on_the_same_values():
     np.testing.assert_array_equal(v.data, tv.numpy())
     assert i.tolist() == ti.tolist()
     assert cnnlab.topk(ours, 2).indices.tolist() == torch.topk(theirs, 2).indices.tolist()
+
+
+def test_float64_input_to_a_float32_model_is_refused_at_the_first_op():
+    # A hand-written loop fed float64 data to float32 weights: refused with the fix, at the
+    # layer, instead of failing later in backward with a shape-and-dtype message.
+    net = cnnlab.nn.Sequential(cnnlab.nn.Flatten(), cnnlab.nn.Linear(256, 10))
+    x = Tensor(np.ones((10, 1, 16, 16)))  # float64
+    with pytest.raises(TypeError, match=r"^layer 1: Linear\(in_features=256, out_features=10\)"
+                                        r": linear: the input is float64 but the weights are "
+                                        r"float32; convert the input with x.float\(\)"):
+        net(x)
+    out = net(x.float())
+    cnnlab.nn.functional.cross_entropy(out, np.zeros(10, np.int64)).backward()
+    assert net[1].weight.grad.dtype == np.float32
+    conv = cnnlab.nn.Conv2d(1, 2, 3)
+    with pytest.raises(TypeError, match=r"Conv2d\(1, 2.*conv2d expected floating-point input "
+                                        r"\(float32\), got uint8 .*x.float\(\) / 255"):
+        conv(Tensor(np.zeros((1, 1, 5, 5), np.uint8)))
+    bn = cnnlab.nn.BatchNorm2d(2).double()
+    with pytest.raises(TypeError, match=r"BatchNorm2d.*float32 but the weights are float64"):
+        bn(cnnlab.zeros(2, 2, 3, 3))
+    # Elementwise arithmetic promotes, as in PyTorch; each gradient keeps its input's dtype.
+    a = Tensor(np.ones(2, np.float32), requires_grad=True)
+    b = Tensor(np.ones(2, np.float64), requires_grad=True)
+    (a * b).sum().backward()
+    assert (a * b).dtype == np.float64 and a.grad.dtype == np.float32
