@@ -36,6 +36,7 @@ class CnnlabRunner:
         self.cnnlab, self.F = cnnlab, F
         if threads is not None and hasattr(cnnlab, "set_num_threads"):
             cnnlab.set_num_threads(threads)
+        cnnlab.keep_freed_memory()  # as fit and the command line do
         mods = []
         for spec in layers:
             kind = spec["type"]
@@ -56,6 +57,8 @@ class CnnlabRunner:
                 mods.append(nn.Upsample(scale_factor=spec["scale"], mode=spec["mode"]))
         self.model = nn.Sequential(*mods)
         self.model.load_state_dict(weights)
+        # Fused layers (a conv with its ReLU, ...), as fit, evaluate and predict run them.
+        self.model = nn.fuse(self.model)
         params = list(self.model.parameters())
         self.opt = SGD(params, lr=LR, momentum=MOMENTUM) if params else None
         self.x, self.y = x, y
@@ -81,7 +84,7 @@ class CnnlabRunner:
         out = self.model(self.cnnlab.Tensor(self.x))
         loss = self.F.cross_entropy(out, self.y)
         loss.backward()
-        grads = {n: np.array(p.grad, copy=True) for n, p in self.model.named_parameters()}
+        grads = {n: p.grad.numpy().copy() for n, p in self.model.named_parameters()}
         self.opt.zero_grad()
         return float(loss.item()), grads
 

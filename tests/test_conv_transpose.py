@@ -195,7 +195,7 @@ def test_output_padding_must_be_below_stride_or_dilation():
                            output_padding=1)
     # Allowed by the dilation, as in PyTorch.
     assert nn.ConvTranspose2d(2, 2, 3, output_padding=1, dilation=2)(
-        Tensor(np.zeros((1, 2, 4, 4)))).shape == (1, 2, 9, 9)
+        Tensor(np.zeros((1, 2, 4, 4), np.float32))).shape == (1, 2, 9, 9)
 
 
 def test_channel_mismatch_names_the_layer():
@@ -225,8 +225,15 @@ def test_other_bad_arguments():
     with pytest.raises(ValueError, match=r"requested an output size of \(12, 12\), but for an "
                                          r"input of 5x5 the valid sizes range from \(9, 9\) to "
                                          r"\(10, 10\)"):
-        nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1)(Tensor(np.zeros((1, 2, 5, 5))),
-                                                          output_size=(12, 12))
+        nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1)(
+            Tensor(np.zeros((1, 2, 5, 5), np.float32)), output_size=(12, 12))
+
+
+def test_mixed_dtypes_are_refused_naming_the_layer():
+    with pytest.raises(TypeError, match=r"ConvTranspose2d\(2, 2, kernel_size=\(2, 2\)\): "
+                                        r"conv_transpose2d: the input is float64 but the "
+                                        r"weights are float32"):
+        nn.ConvTranspose2d(2, 2, 2)(Tensor(np.zeros((1, 2, 3, 3))))
 
 
 def test_float32_stays_float32_and_no_gradient_for_constants(rng):

@@ -170,16 +170,15 @@ def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], geo: Geometry, out: np.
         workspace.give(buf)
         workspace.give(prod)
 
-    with parallel.single_threaded_blas:
-        if len(shares) == 1 and len(shares[0]) == 1:
-            # One tile (batch 1): the threads' bookkeeping would cost ~3 us a layer.
-            tile = shares[0][0]
-            rows = tile.flat.stop - tile.flat.start
-            buf = np.empty(rows * width, dtype=xh.dtype)
-            prod = np.empty(rows * f, dtype=xh.dtype) if pooled else None
-            _forward_tile(buf, prod, tile, xh, xp_all, wmats, geo, out, relu)
-        else:
-            parallel.run_parts(work, shares)
+    if len(shares) == 1 and len(shares[0]) == 1:
+        # One tile (batch 1): the threads' bookkeeping would cost ~3 us a layer.
+        tile = shares[0][0]
+        rows = tile.flat.stop - tile.flat.start
+        buf = np.empty(rows * width, dtype=xh.dtype)
+        prod = np.empty(rows * f, dtype=xh.dtype) if pooled else None
+        _forward_tile(buf, prod, tile, xh, xp_all, wmats, geo, out, relu)
+    else:
+        parallel.run_parts(work, shares)
     return True
 
 
@@ -286,15 +285,13 @@ def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tupl
     oh, ow = grad.shape[2], grad.shape[3]
     dout = to_nhwc(grad).reshape(n * oh * ow, f)
     dx = dw = db = None
-    with parallel.single_threaded_blas:
-        if need_b:
-            db = np.ones(len(dout), dtype=grad.dtype) @ dout  # a GEMV beats a strided sum
-        if need_w:
-            dw = conv2d_weight_grad(x, dout, w.shape, stride, padding, dilation, groups,
-                                    (oh, ow))
-        if need_x:
-            dx = conv2d_input_grad(dout.reshape(n, oh, ow, f), w, (h, wd), stride, padding,
-                                   dilation, groups)
+    if need_b:
+        db = np.ones(len(dout), dtype=grad.dtype) @ dout  # a GEMV beats a strided sum
+    if need_w:
+        dw = conv2d_weight_grad(x, dout, w.shape, stride, padding, dilation, groups, (oh, ow))
+    if need_x:
+        dx = conv2d_input_grad(dout.reshape(n, oh, ow, f), w, (h, wd), stride, padding,
+                               dilation, groups)
     return dx, dw, db
 
 

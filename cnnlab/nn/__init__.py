@@ -1,6 +1,8 @@
 """Layers and containers: ``cnnlab.nn.Conv2d(3, 6, 5)`` as in PyTorch."""
 
 from cnnlab.nn import functional, init
+from cnnlab.nn.container import ModuleDict, ModuleList, Sequential
+from cnnlab.nn.fused import ConvReLU2d, ConvReLUMaxPool2d, ReLUMaxPool2d, fuse
 from cnnlab.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -8,12 +10,14 @@ from cnnlab.nn.layers import (
     Conv2d,
     Dropout,
     Flatten,
+    Identity,
     LeakyReLU,
     Linear,
+    LogSoftmax,
     MaxPool2d,
     ReLU,
-    Sequential,
     Sigmoid,
+    Softmax,
     Tanh,
 )
 from cnnlab.nn.loss import (
@@ -34,8 +38,9 @@ from cnnlab.nn.upsampling import (
 
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BCEWithLogitsLoss", "BatchNorm2d", "Conv2d",
-    "ConvTranspose2d", "CrossEntropyLoss", "Dropout", "Flatten", "L1Loss", "LeakyReLU", "Linear",
-    "MSELoss", "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "Sequential", "Sigmoid",
-    "SmoothL1Loss", "Tanh", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d",
-    "functional", "init",
+    "ConvReLU2d", "ConvReLUMaxPool2d", "ConvTranspose2d", "CrossEntropyLoss", "Dropout",
+    "Flatten", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss",
+    "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU",
+    "ReLUMaxPool2d", "Sequential", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "Upsample",
+    "UpsamplingBilinear2d", "UpsamplingNearest2d", "functional", "fuse", "init",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.nn import init
-from cnnlab.nn.layers import _named, _positive_int
+from cnnlab.nn.layers import _positive_int, prefix_message
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.ops import conv_transpose, interpolate
 from cnnlab.shape import pair
@@ -55,7 +55,7 @@ class ConvTranspose2d(Module):
         >>> up(cnnlab.Tensor(np.zeros((1, 64, 16, 16), np.float32))).shape
         (1, 32, 32, 32)
         >>> nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1)(
-        ...     cnnlab.Tensor(np.zeros((1, 8, 5, 5))), output_size=(10, 10)).shape
+        ...     cnnlab.Tensor(np.zeros((1, 8, 5, 5), np.float32)), output_size=(10, 10)).shape
         (1, 8, 10, 10)
     """
 
@@ -134,8 +134,9 @@ class ConvTranspose2d(Module):
             return conv_transpose.conv_transpose2d(x, self.weight, self.bias, self.stride,
                                                    self.padding, output_padding, self.groups,
                                                    self.dilation)
-        except ValueError as exc:  # name this layer, not a generic op
-            raise _named(self, exc) from None
+        except (ValueError, TypeError) as exc:  # name this layer, not a generic op
+            prefix_message(exc, repr(self))
+            raise
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
@@ -194,8 +195,9 @@ class Upsample(Module):
         try:
             return interpolate.interpolate(x, self.size, self.scale_factor, self.mode,
                                            self.align_corners, self.recompute_scale_factor)
-        except ValueError as exc:
-            raise _named(self, exc) from None
+        except ValueError as exc:  # name this layer, not a generic op
+            prefix_message(exc, repr(self))
+            raise
 
     def extra_repr(self) -> str:
         s = f"size={self.size}" if self.size is not None else \

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.autograd import Function
 from cnnlab.kernels import conv as kernel
 from cnnlab.kernels.window import to_nhwc
+from cnnlab.ops.checks import check_float_input
 from cnnlab.shape import checked_once, conv_transpose_output_size, pair
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Tensor
 
 
 @checked_once
@@ -142,6 +144,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
     if bias is not None and bias.shape != (c_out,):
         raise ValueError(f"conv_transpose2d: bias must have shape ({c_out},) (C_out), got "
                          f"{bias.shape}")
+    check_float_input("conv_transpose2d", input, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return ConvTranspose2d.apply(*args, stride=stride, padding=padding, dilation=dilation,
                                  groups=groups, out_hw=out_hw)

@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.autograd import Function
 from cnnlab.kernels.parallel import over_batch
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Tensor
 
 MODES = ("nearest", "nearest-exact", "bilinear")
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.tensor import Function, Tensor
+from cnnlab.autograd import Function
+from cnnlab.tensor import Tensor
 
 
 class Cat(Function):

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.tensor import Function, Tensor
+from cnnlab.autograd import Function
+from cnnlab.tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 
