@@ -108,6 +108,7 @@ def merge_rounds(rounds: list[dict], spare_cores: int = 0) -> dict:
         max_ms=max(r["max_ms"] for r in rounds),
         reps=sum(r["reps"] for r in rounds),
         round_medians_ms=[r["median_ms"] for r in rounds],
+        median_cpu_ms=min(r.get("median_cpu_ms", float("inf")) for r in rounds),
         peak_rss_mib=max(r["peak_rss_mib"] for r in rounds),
         step_rss_mib=max(r["step_rss_mib"] for r in rounds),
         round_other_cpu_cores=[r.get("other_cpu_cores") for r in rounds],
@@ -164,6 +165,7 @@ def summarize(workload, results: dict[str, dict]) -> dict:
         "check": check_against_reference(results),
         "torch_best": None,
         "torch_over_cnnlab": None,
+        "torch_over_cnnlab_cpu": None,
         "cnnlab_speedup_over_textbook": None,
     }
     cn = median("cnnlab")
@@ -172,6 +174,11 @@ def summarize(workload, results: dict[str, dict]) -> dict:
         row["torch_best"] = best
         if cn:
             row["torch_over_cnnlab"] = torch_times[best] / cn
+    cpu = {fw: results[fw].get("median_cpu_ms") for fw in ("cnnlab", *torch_times)
+           if fw in results and "error" not in results[fw]}
+    if cpu.get("cnnlab") and any(cpu.get(fw) for fw in torch_times):
+        row["torch_over_cnnlab_cpu"] = min(cpu[fw] for fw in torch_times if cpu.get(fw)) \
+            / cpu["cnnlab"]
     tb = median("textbook")
     if cn and tb:
         row["cnnlab_speedup_over_textbook"] = tb / cn
@@ -258,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
             "the lowest of the undisturbed rounds' medians)",
             "torch_over_cnnlab": "median(faster torch layout) / median(cnnlab); "
             "1.0 = as fast as torch",
+            "median_cpu_ms": "median CPU time of the worker process per call (the lowest "
+            "over rounds); with --threads 1 it is the work itself, little changed by other "
+            "processes taking turns on the cores (with more threads it counts spinning too)",
+            "torch_over_cnnlab_cpu": "the same ratio from median_cpu_ms: the one to read "
+            "on a busy machine, with --threads 1",
             "peak_rss_mib": "ru_maxrss of the worker process (imports included)",
             "step_rss_mib": "peak RSS minus RSS after setup (model, data, imports)",
             "other_cpu_cores": "cores kept busy by other processes while this case was "

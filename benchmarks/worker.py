@@ -135,10 +135,19 @@ def run_job(job: dict) -> dict:
         fn = runner.infer
 
     with OtherLoad() as load:
-        times = time_calls(fn, job["warmup"], job["min_reps"], job["min_time"], job["max_reps"])
+        cpu: list[float] = []  # this process's CPU seconds per call, beside the wall time
+
+        def timed() -> None:
+            c0 = time.process_time()
+            fn()
+            cpu.append(time.process_time() - c0)
+
+        times = time_calls(timed, job["warmup"], job["min_reps"], job["min_time"],
+                           job["max_reps"])
     ms = [t * 1e3 for t in times]
     result.update(
         median_ms=statistics.median(ms),
+        median_cpu_ms=statistics.median(cpu[-len(times):]) * 1e3,
         min_ms=min(ms),
         max_ms=max(ms),
         mean_ms=statistics.fmean(ms),

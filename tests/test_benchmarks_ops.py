@@ -34,10 +34,11 @@ def test_op_workloads_run_check_and_skip_the_textbook_network():
         for fw, r in row["frameworks"].items():
             assert "error" not in r, (fw, r.get("traceback"))
             assert r["reps"] == 2
+            assert 0 < r["median_cpu_ms"] < 60_000  # this process's CPU time per call
         # Every framework computed the same input and parameter gradients.
         assert row["check"]["ok"], row["check"]
         if "torch_nchw" in row["frameworks"]:
-            assert row["torch_over_cnnlab"] > 0
+            assert row["torch_over_cnnlab"] > 0 and row["torch_over_cnnlab_cpu"] > 0
 
 
 def test_op_workload_inputs():
