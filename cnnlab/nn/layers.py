@@ -11,7 +11,7 @@ import numpy as np
 from cnnlab.nn import init
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.ops import activation, conv, dropout, linear, norm, pool
-from cnnlab.shape import pair
+from cnnlab.shape import flat_size, pair
 from cnnlab.tensor import Tensor, is_grad_enabled
 
 
@@ -252,7 +252,7 @@ class Flatten(Module):
         self.start_dim = start_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.flatten(self.start_dim)
+        return x.reshape(*flat_size(x.shape, self.start_dim))
 
 
 class Dropout(Module):

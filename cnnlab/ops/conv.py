@@ -6,7 +6,7 @@ from typing import Any
 
 from cnnlab.kernels import conv as kernel
 from cnnlab.ops.activation import relu_mask_grad
-from cnnlab.shape import checked_once, conv_output_size, pair
+from cnnlab.shape import check_floating, checked_once, conv_output_size, pair
 from cnnlab.tensor import Function, Tensor, is_grad_enabled
 
 
@@ -90,7 +90,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
 
     Raises:
         ValueError: wrong number of dimensions, channels that don't match the filters,
-            groups that don't divide, or a kernel larger than the padded input.
+            groups that don't divide, a kernel larger than the padded input, or integer
+            input.
 
     Example:
         >>> import numpy as np, cnnlab
@@ -125,6 +126,7 @@ def conv2d_relu_maxpool2(input: Tensor, weight: Tensor, bias: Tensor | None = No
                            "call it under cnnlab.no_grad() or on tensors without gradients")
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
+    check_floating(input, "conv2d")
     _check_bias(bias, weight)
     out = kernel.conv2d_relu_maxpool_forward(
         input.data, weight.data, None if bias is None else bias.data, stride, padding,
@@ -140,6 +142,7 @@ def _check_bias(bias, weight) -> None:
 def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu):
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
+    check_floating(input, "conv2d")
     _check_bias(bias, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation,

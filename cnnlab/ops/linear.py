@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.kernels.parallel import single_threaded_blas
+from cnnlab.shape import check_floating
 from cnnlab.tensor import Function, Tensor
 
 
@@ -37,7 +38,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         -> (N, *, out_features).
 
     Raises:
-        ValueError: if the input's last dimension is not ``in_features``.
+        ValueError: if the input's last dimension is not ``in_features`` or the input
+            holds integers.
     """
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
         raise ValueError(
@@ -45,5 +47,6 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"got input of shape {input.shape}; did you forget a Flatten before it, or does "
             f"the previous layer's output size differ?"
         )
+    check_floating(input, "linear")
     args = (input, weight) if bias is None else (input, weight, bias)
     return Linear.apply(*args)

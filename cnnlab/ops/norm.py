@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.shape import check_floating
 from cnnlab.tensor import Function, Tensor
 
 
@@ -80,6 +81,7 @@ def batch_norm(input: Tensor, running_mean: np.ndarray | None, running_var: np.n
     if input.ndim < 2 or input.shape[1] != weight.shape[0]:
         raise ValueError(f"batch_norm expected input with {weight.shape[0]} channels in "
                          f"dimension 1, got input of shape {input.shape}")
+    check_floating(input, "batch_norm")
     per_channel = input.size // input.shape[1]
     if training and per_channel < 2:
         raise ValueError(f"batch_norm needs more than one value per channel in training, got "
