@@ -282,3 +282,68 @@ def test_a_killed_writer_leaves_a_temporary_file_that_the_next_write_removes(tmp
     assert live.exists()
     assert target.read_bytes() == b"two"
 
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+@given(st.lists(_TOKENS, max_size=5), st.sampled_from(["fc3", "gap-fc2", "flatten-fc4-fc2", ""]),
+       st.sampled_from([(1, 6, 6), (3, 8, 7), (2, 9, 9)]))
+@settings(max_examples=60, deadline=None, derandomize=True)
+def test_summary_from_shape_arithmetic_equals_running_the_model(body, head, shape):
+    from cnnlab.inspect.summary import summary
+
+    text = "-".join([*body, head]) if head else "-".join(body)
+    if not text:
+        return
+    try:
+        model = arch.build(text, shape)
+    except ValueError:
+        return
+    planned = summary(text, shape)
+    model.spec = None  # nothing to plan from: the model is run on a zero image
+    traced = summary(model, shape)
+    assert planned.to_dict() == traced.to_dict()
+    assert str(planned) == str(traced)
+
+
+def test_summary_of_a_huge_model_allocates_nothing_and_says_what_it_would_need():
+    from cnnlab.inspect.summary import summary
+
+    result = []
+    error, peak = _peak_bytes(lambda: result.append(summary("fc10", "1x8000x8000")))
+    assert error is None and peak < 5 << 20
+    assert result[0].total_params == 640_000_010
+    error, peak = _peak_bytes(lambda: result.append(summary(HUGE, (1, 64, 64))))
+    assert error is None and peak < 5 << 20
+    (warning,) = result[1].warnings
+    assert re.search(r"would need \d+\.\d (GiB|TiB), more than the .* of memory this machine "
+                     r"has; .*It can be summarized, but not built or run here", warning)
+    assert "warning: the model 'conv3x3x100000" in str(result[1])
+
+
+def test_summary_of_a_built_model_uses_its_architecture_unless_it_changed():
+    from cnnlab import nn
+    from cnnlab.inspect.summary import summary
+
+    model = arch.build("conv3x3x4-relu-fc2", (1, 6, 6))
+    assert summary(model).to_dict() == summary("conv3x3x4-relu-fc2", (1, 6, 6)).to_dict()
+    with pytest.raises(ValueError, match=r"an input of 1x9x9 does not fit this model: it was "
+                                         r"built for 1x6x6"):
+        summary(model, (1, 9, 9))
+    model.layers[1] = nn.Tanh()  # edited after it was built: the spec no longer describes it
+    assert summary(model).rows[1]["type"] == "Tanh"
+    model[0].stride = (2, 2)  # the fc layer no longer fits: found by running it
+    with pytest.raises(ValueError, match=r"does not fit this model; it stopped after layer 2"):
+        summary(model)
+
+
+def test_summary_refuses_to_run_a_model_on_an_absurd_input():
+    from cnnlab import nn
+    from cnnlab.inspect.summary import summary
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3))
+    error, peak = _peak_bytes(lambda: summary(model, (1, 200_000, 200_000)))
+    assert isinstance(error, TooLargeError)
+    assert "summary: one zero image of 1x200000x200000" in str(error)
+    assert peak < 5 << 20
