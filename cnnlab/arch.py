@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
+
 __all__ = [
     "PRESETS",
     "PRESET_INPUT_SHAPES",

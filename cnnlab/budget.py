@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
+
 __all__ = ["TooLargeError", "check_fits", "format_bytes", "memory_limit"]
 
 

@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
+
 
 def checked_once(check: Callable[..., Any]) -> Callable[..., Any]:
     """Remember a shape check's result per argument set: a layer sees the same shapes every

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.data.cifar import CIFAR10
 from cnnlab.data.digits import Digits
 from cnnlab.data.download import data_home, default_root, safe_extract_tar

@@ -5,6 +5,7 @@ Nothing here unpickles or executes code from a file. Every problem with a file i
 what to do about it.
 """
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.io.atomic import atomic_write
 from cnnlab.io.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from cnnlab.io.errors import ModelFileError
