@@ -53,19 +53,22 @@ def check_floating(x: Any, who: str) -> None:
         )
 
 
-def flat_size(shape: Sequence[int], start_dim: int) -> tuple[int, ...]:
-    """The shape after flattening dimensions ``start_dim`` onward, written out (never -1,
-    so an empty batch flattens too).
+def flat_size(shape: Sequence[int], start_dim: int, end_dim: int = -1) -> tuple[int, ...]:
+    """The shape after merging dimensions ``start_dim``..``end_dim`` (inclusive), written
+    out (never -1, so an empty batch flattens too).
 
     Example:
-        >>> flat_size((0, 16, 4, 4), 1)
-        (0, 256)
+        >>> flat_size((0, 16, 4, 4), 1), flat_size((2, 3, 4, 5), 1, 2)
+        ((0, 256), (2, 12, 5))
     """
     shape = tuple(shape)
+    if not shape:
+        return (1,)
+    a, b = start_dim % len(shape), end_dim % len(shape)
     size = 1
-    for d in shape[start_dim:]:
+    for d in shape[a:b + 1]:
         size *= d
-    return (*shape[:start_dim], size)
+    return (*shape[:a], size, *shape[b + 1:])
 
 
 def pair(value: int | Sequence[int], name: str = "value") -> tuple[int, int]:

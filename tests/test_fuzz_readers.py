@@ -208,7 +208,7 @@ FUZZ = textwrap.dedent(r"""
     # model files: byte mutations, and specs that declare huge models and inputs
     cnnlab.manual_seed(0)
     model = arch.build("conv3x3x4p1-bn-relu-pool2-fc3", (1, 8, 8))
-    good = cio.save(model, os.path.join(work, "good.safetensors"))
+    good = cio.save_model(model, os.path.join(work, "good.safetensors"))
     base = open(good, "rb").read()
     tensors = model.state_dict()
     for i in range(int(sys.argv[2])):
@@ -225,7 +225,7 @@ FUZZ = textwrap.dedent(r"""
             from cnnlab.io import safetensors as st
             data = st.save(tensors if rng.random() < 0.5 else {}, meta)
         path = path_with(data, "m.safetensors")
-        attempt("model", lambda: cnnlab.load(path), (ModelFileError,), i)
+        attempt("model", lambda: cnnlab.io.load_model(path), (ModelFileError,), i)
 
     # IDX files, raw and gzip, with lying dimensions and trailing data
     images = np.arange(5 * 6 * 7, dtype=np.uint8).reshape(5, 6, 7)

@@ -307,8 +307,8 @@ def test_folder_names_that_are_not_utf8_become_printable_class_names(tmp_path):
     data = ImageFolder(root)
     assert data.classes == ["caf\\xe9", "tea"]
     model = cnnlab.arch.build("fc2", (1, 4, 4))
-    cnnlab.save(model, tmp_path / "m.safetensors", meta={"classes": data.classes})
-    assert cnnlab.load(tmp_path / "m.safetensors").spec["classes"] == ["caf\\xe9", "tea"]
+    cnnlab.io.save_model(model, tmp_path / "m.safetensors", meta={"classes": data.classes})
+    assert cnnlab.io.load_model(tmp_path / "m.safetensors").spec["classes"] == ["caf\\xe9", "tea"]
     again = ImageFolder(root, classes=data.classes)  # the saved names find the folders
     assert len(again) == 2
 

@@ -137,7 +137,7 @@ def test_a_tiny_model_file_cannot_make_the_loader_allocate(tmp_path):
     path = _model_file(tmp_path / "tiny.safetensors",
                        {"arch": "fc10", "input_shape": [1, 8000, 8000]})
     assert path.stat().st_size < 200
-    error, peak = _peak_bytes(lambda: io.load(path))
+    error, peak = _peak_bytes(lambda: io.load_model(path))
     assert isinstance(error, ModelFileError)
     assert "layer 1.weight: expected (10, 64000000), file has none" in str(error)
     assert peak < 5 << 20
@@ -150,7 +150,7 @@ def test_a_file_whose_weights_fit_but_whose_activations_cannot_is_refused(tmp_pa
     spec = {"arch": "conv1x1x1-gap-fc2", "input_shape": [1, 1_000_000, 1_000_000]}
     model = arch.build("conv1x1x1-gap-fc2", (1, 4, 4))
     path = _model_file(tmp_path / "wide.safetensors", spec, model.state_dict())
-    error, peak = _peak_bytes(lambda: io.load(path))
+    error, peak = _peak_bytes(lambda: io.load_model(path))
     assert isinstance(error, ModelFileError)
     assert re.search(r"wide\.safetensors: the model 'conv1x1x1-gap-fc2' for 1x1000000x1000000 "
                      r"images .* would need \d+\.\d TiB", str(error))
@@ -163,7 +163,7 @@ def test_nan_weights_are_never_saved_and_never_loaded(tmp_path):
     model[4].bias.data[0] = np.inf
     with pytest.raises(ValueError, match=r"cannot save: tensor '0\.weight' holds 1 NaN or "
                                          r"infinite values \(of 36\)"):
-        io.save(model, tmp_path / "m.safetensors")
+        io.save_model(model, tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
     with pytest.raises(ValueError, match=r"not saving .*c\.safetensors: tensor '0\.weight' "
                                          r"holds 1 NaN"):
@@ -171,13 +171,13 @@ def test_nan_weights_are_never_saved_and_never_loaded(tmp_path):
 
     # A file written some other way is refused on load, naming the tensor.
     good = arch.build("conv3x3x4-bn-relu-fc2", (1, 5, 5))
-    path = io.save(good, tmp_path / "good.safetensors")
+    path = io.save_model(good, tmp_path / "good.safetensors")
     tensors, meta = safetensors.load_file_with_metadata(path)
     tensors["4.bias"][0] = np.inf
     safetensors.save_file(tensors, path, meta)
     with pytest.raises(ModelFileError, match=r"good\.safetensors: tensor '4\.bias' holds 1 NaN "
                                              r"or infinite values \(of 2\); .* train again"):
-        io.load(path)
+        io.load_model(path)
 
 
 def test_negative_batch_norm_variance_is_refused(tmp_path):
@@ -185,15 +185,15 @@ def test_negative_batch_norm_variance_is_refused(tmp_path):
     model[1].running_var[2] = -0.5
     with pytest.raises(ValueError, match=r"'1\.running_var' hold 1 negative variances \(the "
                                          r"smallest is -0\.5\)"):
-        io.save(model, tmp_path / "m.safetensors")
+        io.save_model(model, tmp_path / "m.safetensors")
     model[1].running_var[2] = 1.0
-    path = io.save(model, tmp_path / "m.safetensors")
+    path = io.save_model(model, tmp_path / "m.safetensors")
     tensors, meta = safetensors.load_file_with_metadata(path)
     tensors["1.running_var"][:] = -1
     safetensors.save_file(tensors, path, meta)
     with pytest.raises(ModelFileError, match=r"batch-norm statistics '1\.running_var' hold 4 "
                                              r"negative variances"):
-        io.load(path)
+        io.load_model(path)
     ckpt = tmp_path / "c.safetensors"
     io.save_checkpoint(ckpt, model=model, epoch=1)
     tensors, meta = safetensors.load_file_with_metadata(ckpt)
@@ -207,7 +207,7 @@ def test_class_names_that_are_not_unicode_are_refused_on_save(tmp_path):
     model = arch.build("fc2", (1, 2, 2))
     with pytest.raises(ValueError, match=r"the model spec holds 'b\\udcff', which is not valid "
                                          r"Unicode text"):
-        io.save(model, tmp_path / "m.safetensors", meta={"classes": ["a", "b\udcff"]})
+        io.save_model(model, tmp_path / "m.safetensors", meta={"classes": ["a", "b\udcff"]})
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
@@ -218,7 +218,7 @@ def test_loading_a_fifo_is_refused_without_blocking(tmp_path):
 
     def load():
         try:
-            io.load(fifo)
+            io.load_model(fifo)
         except ModelFileError as exc:
             outcome.append(str(exc))
 
@@ -240,7 +240,7 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(
         OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(OSError) as info:
-        io.save(arch.build("fc2", (1, 2, 2)), path)
+        io.save_model(arch.build("fc2", (1, 2, 2)), path)
     assert info.value.errno == errno.ENOSPC
     assert str(path) in str(info.value)
     assert os.listdir(tmp_path) == []

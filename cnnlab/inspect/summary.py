@@ -1,7 +1,7 @@
 """A per-layer table of a network: shapes, parameters, multiply-adds, receptive fields.
 
 For an architecture string, a preset, or a model built from one (``cnnlab.arch.build``,
-``cnnlab.load``), everything comes from shape arithmetic (:func:`cnnlab.arch.plan`):
+``cnnlab.io.load_model``), everything comes from shape arithmetic (:func:`cnnlab.arch.plan`):
 nothing is allocated, so a model too large to build can still be summarized, with a
 warning that says how much memory it would need. Any other model is run once on a zero
 input with a forward hook on every leaf layer, after checking that the input is of a
@@ -476,7 +476,7 @@ def summary(
         input_shape: one sample's shape, ``(C, H, W)`` or ``"CxHxW"`` (``(features,)`` for
             a network of Linear layers). None: a preset's own, or the model's
             ``spec["input_shape"]`` (models built by ``cnnlab.arch.build`` or loaded with
-            ``cnnlab.load`` have one).
+            ``cnnlab.io.load_model`` have one).
         print_fn: when given, called with each line of the table (``print_fn=print``).
 
     Returns:

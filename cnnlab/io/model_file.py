@@ -84,16 +84,30 @@ def check_spec(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise ValueError(f"a model spec must be a dict, got {type(spec).__name__}")
     spec = _plain(dict(spec))
-    for key in ("arch", "input_shape"):
-        if spec.get(key) is None:
-            raise ValueError(
-                f"the model spec has no {key!r}; a model file needs the architecture string "
-                "and the input shape to rebuild the model, e.g. spec={'arch': "
-                "'conv3x3x16p1-relu-pool2-fc10', 'input_shape': [1, 28, 28]}"
-            )
-    if not isinstance(spec["arch"], str):
-        raise ValueError(f"spec['arch'] must be a string, got {type(spec['arch']).__name__}")
-    spec["arch"] = arch.to_string(arch.resolve(spec["arch"]))
+    if spec.get("input_shape") is None or (spec.get("arch") is None and
+                                           spec.get("model") is None):
+        missing = "input_shape" if spec.get("input_shape") is None else "arch"
+        raise ValueError(
+            f"the model spec has no {missing!r}; a model file needs the architecture (an "
+            "architecture string, or a registered model's name and config) and the input "
+            "shape to rebuild the model, e.g. spec={'arch': 'conv3x3x16p1-relu-pool2-fc10', "
+            "'input_shape': [1, 28, 28]}"
+        )
+    if spec.get("arch") is not None:
+        if not isinstance(spec["arch"], str):
+            raise ValueError(f"spec['arch'] must be a string, got {type(spec['arch']).__name__}")
+        spec["arch"] = arch.to_string(arch.resolve(spec["arch"]))
+    else:
+        model = spec["model"]
+        if not isinstance(model, Mapping) or not isinstance(model.get("name"), str) or \
+                not isinstance(model.get("config", {}), Mapping):
+            raise ValueError(f"spec['model'] must be {{'name': str, 'config': dict}}, got "
+                             f"{model!r}")
+        spec["model"] = {"name": model["name"], "config": dict(model.get("config", {}))}
+    task = spec.get("task", "classify")
+    if not isinstance(task, str):
+        raise ValueError(f"spec['task'] must be a string, got {task!r}")
+    spec["task"] = task
     shape = spec["input_shape"]
     if (
         not isinstance(shape, (list, tuple))
@@ -167,6 +181,26 @@ def _not_unicode(value: Any) -> str | None:
         if found is not None:
             return found
     return None
+
+
+def build_from_spec(spec: Mapping[str, Any]) -> Any:
+    """The untrained network a (checked) spec describes: from its architecture string, or
+    from the registered model builder it names (:mod:`cnnlab.models`).
+
+    Raises:
+        ValueError: when the architecture does not build.
+    """
+    if spec.get("arch") is not None:
+        from cnnlab import arch
+
+        return arch.build(spec["arch"], spec["input_shape"])
+    from cnnlab import models
+
+    return models.build(spec["model"]["name"], spec["model"]["config"])
+
+
+def _what(spec: Mapping[str, Any]) -> str:
+    return spec["arch"] if spec.get("arch") is not None else spec["model"]["name"]
 
 
 def _describe(shape: tuple[int, ...]) -> str:
@@ -310,7 +344,7 @@ def save(
     merged = dict(getattr(model, "spec", None) or {})
     merged.update(spec or {})
     merged.update(meta or {})
-    if not merged.get("arch") or not merged.get("input_shape"):
+    if not (merged.get("arch") or merged.get("model")) or not merged.get("input_shape"):
         raise ValueError(
             f"cannot save this {type(model).__name__}: it has no spec, and a model file needs "
             "the architecture string and input shape to rebuild it. Build it with "
@@ -322,15 +356,27 @@ def save(
     merged = check_spec(merged)
 
     tensors = model.state_dict()
-    try:
-        expected = arch.state_shapes(merged["arch"], merged["input_shape"])
-    except ValueError as exc:
-        raise ValueError(f"cannot save: spec['arch'] does not build: {exc}") from None
-    found = {n: (t.dtype, t.shape) for n, t in tensors.items()}
-    _compare(expected, found, "cannot save", merged["arch"], error=ValueError)
+    if merged.get("arch") is not None:  # from shape arithmetic: nothing is built
+        try:
+            expected = arch.state_shapes(merged["arch"], merged["input_shape"])
+        except ValueError as exc:
+            raise ValueError(f"cannot save: the spec's architecture does not build: {exc}"
+                             ) from None
+        found = {n: (t.dtype, t.shape) for n, t in tensors.items()}
+        _compare(expected, found, "cannot save", merged["arch"], error=ValueError)
+    else:
+        with _keep_rng():
+            try:
+                fresh = build_from_spec(merged)
+            except ValueError as exc:
+                raise ValueError(f"cannot save: the spec's architecture does not build: {exc}"
+                                 ) from None
+        check_weights(fresh, tensors, "cannot save", _what(merged))
     check_values(tensors, "cannot save", error=ValueError)
-    outputs = math.prod(arch.plan(merged["arch"], merged["input_shape"])[-1]["output_shape"])
-    if merged["classes"] is not None and len(merged["classes"]) != outputs:
+    outputs = None if merged.get("arch") is None else math.prod(
+        arch.plan(merged["arch"], merged["input_shape"])[-1]["output_shape"])
+    if outputs is not None and merged["classes"] is not None and \
+            len(merged["classes"]) != outputs:
         raise ValueError(
             f"cannot save: spec['classes'] has {len(merged['classes'])} names, but the model "
             f"outputs {outputs} scores; give one name per output"
@@ -386,14 +432,34 @@ def _check_header(
     shapes: Mapping[str, tuple[np.dtype, tuple[int, ...]]],
     metadata: Mapping[str, str],
     source: str,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Any]:
     """The spec of a model file, checked against the file's tensor names and shapes before
-    any tensor data is read or any layer is built: a file cannot make the loader allocate
-    more than the weights it holds, nor declare a model one image cannot run through."""
+    any tensor data is read: a file cannot make the loader allocate more than the weights
+    it holds, nor declare a model one image cannot run through.
+
+    An architecture string is checked by shape arithmetic, without building anything. A
+    registered model (``spec["model"]``) is built by its builder, which bounds its own
+    config, and its state_dict is compared with the header.
+
+    Returns:
+        (spec, the built model or None).
+    """
     from cnnlab import arch
     from cnnlab.budget import TooLargeError
 
     spec = _spec_from_metadata(metadata, source)
+    if spec.get("arch") is None:
+        with _keep_rng():
+            try:
+                model = build_from_spec(spec)
+            except ValueError as exc:
+                raise ModelFileError(
+                    f"{source}: its model cannot be built ({exc}); save the model again."
+                ) from None
+        expected = {name: (tuple(v.shape), "f" if v.dtype.kind == "f" else "i")
+                    for name, v in model.state_dict().items()}
+        _compare(expected, shapes, source, _what(spec))
+        return spec, model
     try:
         expected = arch.state_shapes(spec["arch"], spec["input_shape"])
     except ValueError as exc:
@@ -405,7 +471,7 @@ def _check_header(
         arch.check_memory(spec["arch"], spec["input_shape"])
     except TooLargeError as exc:
         raise ModelFileError(f"{source}: {exc}") from None
-    return spec
+    return spec, None
 
 
 def read_spec(path: str | os.PathLike) -> dict[str, Any]:
@@ -419,7 +485,7 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = _resolve_path(path)
     shapes, metadata = safetensors.read_header(path)
-    return _check_header(shapes, metadata, path)
+    return _check_header(shapes, metadata, path)[0]
 
 
 def load(path: str | os.PathLike) -> Any:
@@ -443,26 +509,26 @@ def load(path: str | os.PathLike) -> Any:
             shapes), hold NaN or infinite values or negative batch-norm variances (naming
             the tensor), or its model would not fit in memory for one image.
     """
-    from cnnlab import arch
 
     path = _resolve_path(path)
-    specs: list[dict[str, Any]] = []
+    checked: list[tuple[dict[str, Any], Any]] = []
 
     def check(shapes, metadata):
-        specs.append(_check_header(shapes, metadata, path))
+        checked.append(_check_header(shapes, metadata, path))
 
     tensors, _ = safetensors.load_file_with_metadata(path, check=check)
-    spec = specs[0]
+    spec, model = checked[0]
     check_values(tensors, path)
     dtype = _float_dtype(tensors, path)
-    with _keep_rng():
-        try:
-            model = arch.build(spec["arch"], spec["input_shape"])
-        except ValueError as exc:
-            raise ModelFileError(
-                f"{path}: its architecture cannot be built ({exc}); save the model again."
-            ) from None
-    check_weights(model, tensors, path, spec["arch"])
+    if model is None:
+        with _keep_rng():
+            try:
+                model = build_from_spec(spec)
+            except ValueError as exc:
+                raise ModelFileError(
+                    f"{path}: its architecture cannot be built ({exc}); save the model again."
+                ) from None
+    check_weights(model, tensors, path, _what(spec))
     if dtype is not None:
         model.to(dtype)
     model.load_state_dict(tensors, strict=True)

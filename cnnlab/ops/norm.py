@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.autograd import Function
 from cnnlab.shape import check_floating
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Tensor
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -82,7 +83,7 @@ def batch_norm(input: Tensor, running_mean: np.ndarray | None, running_var: np.n
         raise ValueError(f"batch_norm expected input with {weight.shape[0]} channels in "
                          f"dimension 1, got input of shape {input.shape}")
     check_floating(input, "batch_norm")
-    per_channel = input.size // input.shape[1]
+    per_channel = input.data.size // input.shape[1]
     if training and per_channel < 2:
         raise ValueError(f"batch_norm needs more than one value per channel in training, got "
                          f"input of shape {input.shape}; use a larger batch or eval()")
