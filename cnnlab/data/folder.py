@@ -74,8 +74,8 @@ def _open_error(path: Path, exc: Exception) -> DataFormatError:
             "Shrink it first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
         )
     return DataFormatError(
-        f"{path}: cannot read this image ({type(exc).__name__}: {exc}); expected a PNG, JPEG, "
-        "BMP, GIF or WebP file: replace it, or remove it from the folder"
+        f"{path}: not an image cnnlab can read ({type(exc).__name__}: {exc}); expected a PNG, "
+        "JPEG, BMP, GIF or WebP file: replace it or remove it"
     )
 
 
