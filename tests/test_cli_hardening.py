@@ -274,3 +274,17 @@ def test_saved_models_keep_their_own_name_in_messages(tmp_path, model_file, caps
     assert rc == 0 and "1x8x8" in out
     rc, _, err = run_cli(["summary", model_file, "--input", "1x12x12"], capsys)
     assert rc == 2 and "does not fit this model: it was built for 1x8x8" in err
+
+
+def test_a_training_step_that_cannot_fit_is_refused_with_the_figure(tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_cli(["train", "--out", "big", "--arch",
+                            "conv3x3x100000-conv3x3x100000-fc10", "--epochs", "1"], capsys)
+    assert rc == 1 and "epoch" not in out
+    assert "would need 3" in err and "GiB, more than the" in err and "of memory" in err
+    monkeypatch.setattr("cnnlab.budget.memory_limit", lambda: 64 << 20)
+    rc, out, err = run_cli(["train", "--out", "batch", *QUICK, "--batch-size", "100000"],
+                           capsys)
+    assert rc == 1 and "training the model 'conv3x3x4p1-relu-pool2-fc10' on 1x8x8 images at " \
+        "batch 100000" in err and "a smaller batch size" in err

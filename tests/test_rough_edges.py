@@ -127,3 +127,46 @@ def test_the_installed_package_beside_no_such_folder_imports_normally(tmp_path):
         print(type(nn.ReLU()).__name__)
     """)
     assert result.stdout.strip() == "ReLU", result.stderr
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+def _error_classes():
+    """Every exception class cnnlab defines for users (not private helpers)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = set()
+    for info in pkgutil.walk_packages(cnnlab.__path__, "cnnlab."):
+        if ".cli." in info.name or info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:  # an optional dependency
+            continue
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and \
+                    obj.__module__.startswith("cnnlab") and not name.startswith("_"):
+                found.add(name)
+    return found
+
+
+def test_every_error_class_is_on_the_errors_page():
+    page = (PACKAGE.parent / "docs" / "errors.md").read_text()
+    missing = sorted(name for name in _error_classes() if f"`{name}`" not in page and
+                     f".{name}`" not in page)
+    assert not missing, f"docs/errors.md does not list {missing}"
+    readme = (PACKAGE.parent / "README.md").read_text()
+    assert "docs/errors.md" in readme
+
+
+def test_the_training_docs_give_the_image_folder_defaults():
+    from cnnlab.train.recipes import FOLDER_RECIPE, FOLDER_TEST_FRACTION
+
+    text = " ".join((PACKAGE.parent / "docs" / "training.md").read_text().split())
+    expected = (f"Defaults for a folder of images (`--data PATH`): {FOLDER_RECIPE.epochs} "
+                f"epochs, batch {FOLDER_RECIPE.batch_size}, Adam {FOLDER_RECIPE.lr:g}")
+    assert expected.replace("0.002", "2e-3") in text
+    assert f"{FOLDER_TEST_FRACTION:.0%} of each class held out as the test set" in text
