@@ -25,34 +25,6 @@ def checked_once(check: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def check_floating(x: Any, who: str) -> None:
-    """Refuse integer or boolean input at the first op it reaches: images stored as 0..255
-    bytes must become floats first (as in PyTorch, an op does not mix dtypes silently).
-
-    Args:
-        x: a Tensor or array.
-        who: the op, for the message.
-
-    Raises:
-        ValueError: naming the op, the dtype and the shape, and how to convert.
-
-    Example:
-        >>> import numpy as np
-        >>> check_floating(np.zeros((2, 3), np.float32), "linear")
-        >>> check_floating(np.zeros((2, 3), np.uint8), "linear")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: linear expected floating-point input (float32), got uint8 values in ...
-    """
-    kind = x.dtype.kind
-    if kind != "f" and kind != "c":
-        raise ValueError(
-            f"{who} expected floating-point input (float32), got {x.dtype} values in input of "
-            f"shape {tuple(x.shape)}; convert it first, e.g. x.astype(np.float32) / 255 for "
-            "0..255 pixels"
-        )
-
-
 def flat_size(shape: Sequence[int], start_dim: int, end_dim: int = -1) -> tuple[int, ...]:
     """The shape after merging dimensions ``start_dim``..``end_dim`` (inclusive), written
     out (never -1, so an empty batch flattens too).

@@ -7,7 +7,8 @@ from typing import Any
 from cnnlab.autograd import Function, is_grad_enabled
 from cnnlab.kernels import conv as kernel
 from cnnlab.ops.activation import relu_mask_grad
-from cnnlab.shape import check_floating, checked_once, conv_output_size, pair
+from cnnlab.ops.checks import check_float_input
+from cnnlab.shape import checked_once, conv_output_size, pair
 from cnnlab.tensor import Tensor
 
 
@@ -91,8 +92,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: An
 
     Raises:
         ValueError: wrong number of dimensions, channels that don't match the filters,
-            groups that don't divide, a kernel larger than the padded input, or integer
-            input.
+            groups that don't divide, or a kernel larger than the padded input.
 
     Example:
         >>> import numpy as np, cnnlab
@@ -127,8 +127,8 @@ def conv2d_relu_maxpool2(input: Tensor, weight: Tensor, bias: Tensor | None = No
                            "call it under cnnlab.no_grad() or on tensors without gradients")
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
-    check_floating(input, "conv2d")
     _check_bias(bias, weight)
+    check_float_input("conv2d", input, weight)
     out = kernel.conv2d_relu_maxpool_forward(
         input.data, weight.data, None if bias is None else bias.data, stride, padding,
         dilation, groups, out_hw)
@@ -143,8 +143,8 @@ def _check_bias(bias, weight) -> None:
 def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu):
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
-    check_floating(input, "conv2d")
     _check_bias(bias, weight)
+    check_float_input("conv2d", input, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation,
                         groups=groups, out_hw=out_hw, relu=relu)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.autograd import Function
-from cnnlab.shape import check_floating
+from cnnlab.ops.checks import check_float_input
 from cnnlab.tensor import Tensor
 
 
@@ -36,8 +36,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         -> (N, *, out_features).
 
     Raises:
-        ValueError: if the input's last dimension is not ``in_features`` or the input
-            holds integers.
+        ValueError: if the input's last dimension is not ``in_features``.
     """
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
         raise ValueError(
@@ -45,6 +44,6 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"got input of shape {input.shape}; did you forget a Flatten before it, or does "
             f"the previous layer's output size differ?"
         )
-    check_floating(input, "linear")
+    check_float_input("linear", input, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Linear.apply(*args)

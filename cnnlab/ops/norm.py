@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.autograd import Function
-from cnnlab.shape import check_floating
+from cnnlab.ops.checks import check_float_input
 from cnnlab.tensor import Tensor
 
 
@@ -79,10 +79,11 @@ def batch_norm(input: Tensor, running_mean: np.ndarray | None, running_var: np.n
         ValueError: if the channel count differs from ``weight``'s, or a training batch has a
             single value per channel.
     """
+    if weight is not None:
+        check_float_input("batch_norm", input, weight)
     if input.ndim < 2 or input.shape[1] != weight.shape[0]:
         raise ValueError(f"batch_norm expected input with {weight.shape[0]} channels in "
                          f"dimension 1, got input of shape {input.shape}")
-    check_floating(input, "batch_norm")
     per_channel = input.data.size // input.shape[1]
     if training and per_channel < 2:
         raise ValueError(f"batch_norm needs more than one value per channel in training, got "
