@@ -1,22 +1,28 @@
 """Optimizers and learning-rate schedules, with PyTorch's names and update rules.
 
-``SGD``, ``Adam`` and ``AdamW`` update parameters (objects with ``.data`` and ``.grad``
-NumPy arrays, such as ``cnnlab.nn.Parameter``) in place; ``StepLR`` and
-``CosineAnnealingLR`` (also reachable as ``cnnlab.optim.lr_scheduler``) set their learning
-rates per epoch. All of them save and restore their state with ``state_dict()`` /
-``load_state_dict()``.
+``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad`` and ``Adadelta`` update parameters
+(objects with ``.data`` and ``.grad`` NumPy arrays, such as ``cnnlab.nn.Parameter``) in
+place; ``StepLR`` and ``CosineAnnealingLR`` (also reachable as ``cnnlab.optim.lr_scheduler``)
+set their learning rates per epoch. All of them save and restore their state with
+``state_dict()`` / ``load_state_dict()``.
 """
 
 from cnnlab.optim import lr_scheduler
+from cnnlab.optim.adadelta import Adadelta
+from cnnlab.optim.adagrad import Adagrad
 from cnnlab.optim.adam import Adam, AdamW
 from cnnlab.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 from cnnlab.optim.optimizer import Optimizer
+from cnnlab.optim.rmsprop import RMSprop
 from cnnlab.optim.sgd import SGD
 
 __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "Adadelta",
     "Optimizer",
     "lr_scheduler",
     "LRScheduler",
