@@ -11,6 +11,7 @@ from cnnlab.optim import lr_scheduler
 from cnnlab.optim.adadelta import Adadelta
 from cnnlab.optim.adagrad import Adagrad
 from cnnlab.optim.adam import Adam, AdamW
+from cnnlab.optim.lbfgs import LBFGS
 from cnnlab.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
 from cnnlab.optim.optimizer import Optimizer
 from cnnlab.optim.rmsprop import RMSprop
@@ -23,6 +24,7 @@ __all__ = [
     "RMSprop",
     "Adagrad",
     "Adadelta",
+    "LBFGS",
     "Optimizer",
     "lr_scheduler",
     "LRScheduler",

@@ -217,14 +217,15 @@ class Optimizer:
             saved["params"] = list(range(index, index + len(group["params"])))
             index += len(group["params"])
             groups.append(saved)
-        state = {
-            i: {
-                name: value.copy() if isinstance(value, np.ndarray) else value
-                for name, value in entry.items()
-            }
-            for i, entry in sorted(self.state.items())
-        }
+        state = {i: self._save_entry(entry) for i, entry in sorted(self.state.items())}
         return {"state": state, "param_groups": groups}
+
+    def _save_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """One parameter's state as plain data: arrays copied, counts as they are."""
+        return {
+            name: value.copy() if isinstance(value, np.ndarray) else value
+            for name, value in entry.items()
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state saved by ``state_dict`` (arrays are copied in).
@@ -423,6 +424,20 @@ def check_number(
             valid = f"in {valid}"
         raise ValueError(f"{owner}: {name} must be {valid}, got {value!r}")
     return value
+
+
+def check_int(owner: str, name: str, value: Any, low: int) -> int:
+    """Return ``value`` as an int if it is a whole number >= ``low``, else raise.
+
+    Raises:
+        TypeError: ``value`` is not an int (a bool or a float is refused).
+        ValueError: ``value`` < ``low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {_describe(value)}")
+    if value < low:
+        raise ValueError(f"{owner}: {name} must be >= {low}, got {value}")
+    return int(value)
 
 
 def check_flag(owner: str, name: str, value: Any) -> bool:
