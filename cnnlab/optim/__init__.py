@@ -12,7 +12,14 @@ from cnnlab.optim.adadelta import Adadelta
 from cnnlab.optim.adagrad import Adagrad
 from cnnlab.optim.adam import Adam, AdamW
 from cnnlab.optim.lbfgs import LBFGS
-from cnnlab.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
+from cnnlab.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LRScheduler,
+    MultiStepLR,
+    ReduceLROnPlateau,
+    StepLR,
+)
 from cnnlab.optim.optimizer import Optimizer
 from cnnlab.optim.rmsprop import RMSprop
 from cnnlab.optim.sgd import SGD
@@ -29,5 +36,8 @@ __all__ = [
     "lr_scheduler",
     "LRScheduler",
     "StepLR",
+    "MultiStepLR",
+    "ExponentialLR",
     "CosineAnnealingLR",
+    "ReduceLROnPlateau",
 ]
