@@ -7,8 +7,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import cnnlab
+import cnnlab.nn.functional as F
+from cnnlab import nn
 from cnnlab.nn import Parameter
-from cnnlab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from cnnlab.optim import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    AdamW,
+    CosineAnnealingLR,
+    ExponentialLR,
+    MultiStepLR,
+    Optimizer,
+    RMSprop,
+    StepLR,
+)
 
 
 def param(values, dtype=np.float64) -> Parameter:
@@ -661,5 +676,94 @@ def test_training_a_small_network_matches_torch(opt_name):
             ref(torch.from_numpy(x)), torch.from_numpy(labels)
         ).backward()
         ref_opt.step()
+    for p, t in zip(model.parameters(), ref.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+# -------------------------------------------- groups with their own settings
+class FeaturesAndHead(nn.Module):
+    """A model with the two parts people give different learning rates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh())
+        self.head = nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x):
+        return self.head(F.flatten(self.features(x)))
+
+
+GROUP_OPTIMIZERS = [
+    "sgd-momentum",
+    "adam",
+    "adamw",
+    "rmsprop-centered-momentum-wd",
+    "adagrad-decay-init-wd",
+    "adadelta-rho-eps-wd",
+]
+GROUP_SCHEDULES = [
+    (StepLR, {"step_size": 2, "gamma": 0.5}),
+    (MultiStepLR, {"milestones": [1, 3], "gamma": 0.3}),
+    (ExponentialLR, {"gamma": 0.8}),
+    (CosineAnnealingLR, {"T_max": 4, "eta_min": 1e-4}),
+]
+
+
+@pytest.mark.parametrize("schedule", GROUP_SCHEDULES, ids=lambda s: s[0].__name__)
+@pytest.mark.parametrize("opt_name", GROUP_OPTIMIZERS)
+def test_groups_with_their_own_lr_under_a_schedule_match_torch(opt_name, schedule):
+    """optim.X([{"params": features}, {"params": head, "lr": ..., "weight_decay": 0}], lr=...)
+    with a schedule: each group's rate follows its own initial rate, as in torch."""
+    torch = pytest.importorskip("torch")
+    opt_cls, kwargs = CONFIGS[opt_name]
+    sched_cls, sched_kwargs = schedule
+    head_settings = {"lr": kwargs["lr"] / 10, "weight_decay": 0.0}
+
+    cnnlab.manual_seed(0)
+    model = FeaturesAndHead().double()
+    ref = torch.nn.ModuleDict(
+        {"features": torch.nn.Conv2d(1, 3, 3), "head": torch.nn.Linear(48, 2)}
+    ).double()
+    with torch.no_grad():
+        for p, t in zip(model.parameters(), ref.parameters(), strict=True):
+            t.copy_(torch.from_numpy(p.data))
+    opt = opt_cls(
+        [
+            {"params": model.features.parameters()},
+            {"params": model.head.parameters(), **head_settings},
+        ],
+        **kwargs,
+    )
+    ref_opt = getattr(torch.optim, opt_cls.__name__)(
+        [
+            {"params": ref["features"].parameters()},
+            {"params": ref["head"].parameters(), **head_settings},
+        ],
+        foreach=False,
+        **kwargs,
+    )
+    sched = sched_cls(opt, **sched_kwargs)
+    ref_sched = getattr(torch.optim.lr_scheduler, sched_cls.__name__)(ref_opt, **sched_kwargs)
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 1, 6, 6))
+    labels = rng.integers(0, 2, size=8)
+    for _ in range(5):  # epochs of two batches each
+        for batch in (slice(0, 4), slice(4, 8)):
+            opt.zero_grad()
+            F.cross_entropy(model(cnnlab.tensor(x[batch])), labels[batch]).backward()
+            opt.step()
+            ref_opt.zero_grad()
+            h = torch.tanh(ref["features"](torch.from_numpy(x[batch])))
+            loss = torch.nn.functional.cross_entropy(
+                ref["head"](h.flatten(1)), torch.from_numpy(labels[batch])
+            )
+            loss.backward()
+            ref_opt.step()
+        sched.step()
+        ref_sched.step()
+        np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12)
+    assert [g["initial_lr"] for g in opt.param_groups] == [kwargs["lr"], kwargs["lr"] / 10]
+    assert sched.get_last_lr()[0] != kwargs["lr"]  # the schedule moved the rates
     for p, t in zip(model.parameters(), ref.parameters(), strict=True):
         np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)
