@@ -2,9 +2,11 @@
 
 ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad`` and ``Adadelta`` update parameters
 (objects with ``.data`` and ``.grad`` NumPy arrays, such as ``cnnlab.nn.Parameter``) in
-place; ``StepLR`` and ``CosineAnnealingLR`` (also reachable as ``cnnlab.optim.lr_scheduler``)
-set their learning rates per epoch. All of them save and restore their state with
-``state_dict()`` / ``load_state_dict()``.
+place from their gradients; ``LBFGS`` re-evaluates the loss through a closure
+(``optimizer.step(closure)``). ``StepLR``, ``MultiStepLR``, ``ExponentialLR``,
+``CosineAnnealingLR`` and ``ReduceLROnPlateau`` (also reachable as
+``cnnlab.optim.lr_scheduler``) set the groups' learning rates once per epoch. All of them
+save and restore their state with ``state_dict()`` / ``load_state_dict()``.
 """
 
 from cnnlab.optim import lr_scheduler
