@@ -379,6 +379,14 @@ def test_a_parameter_without_gradient_is_left_alone():
     assert np.abs(x.data - 1).max() < 1e-3
 
 
+def test_the_closure_runs_with_gradients_on_even_inside_no_grad():
+    ours, opt, closure = make_ours("least-squares", max_iter=3)
+    with cnnlab.no_grad():
+        first = opt.step(closure).item()  # backward() needs the graph: it would raise
+        assert not cnnlab.is_grad_enabled()
+    assert opt.step(closure).item() < first
+
+
 def test_stops_at_once_when_the_gradient_is_already_small():
     x = Parameter(np.array([1.0, 1.0]))
     opt = LBFGS([x])
@@ -510,6 +518,21 @@ def test_checkpoint_file_round_trip(tmp_path):
     assert saved.keys() == loaded.keys()
     for key in saved:
         np.testing.assert_array_equal(saved[key], loaded[key])
+
+
+def test_cnnlab_save_and_load_carry_the_state_and_the_run_continues_exactly(tmp_path):
+    settings = {"max_iter": 4, "history_size": 3, "line_search_fn": "strong_wolfe"}
+    x = Parameter(np.array([-1.2, 1.0]))
+    opt = LBFGS([x], **settings)
+    opt.step(rosenbrock_closure(x, opt))
+    cnnlab.save(opt.state_dict(), tmp_path / "lbfgs.pt")
+    y = Parameter(x.data.copy())
+    fresh = LBFGS([y], **settings)
+    fresh.load_state_dict(cnnlab.load(tmp_path / "lbfgs.pt"))
+    for _ in range(2):
+        opt.step(rosenbrock_closure(x, opt))
+        fresh.step(rosenbrock_closure(y, fresh))
+    np.testing.assert_array_equal(x.data, y.data)
 
 
 def lbfgs_sd(**settings) -> dict:

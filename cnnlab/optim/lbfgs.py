@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cnnlab.autograd import enable_grad
 from cnnlab.optim.optimizer import (
     Optimizer,
     _describe,
@@ -197,6 +198,7 @@ class LBFGS(Optimizer):
                 "the loss, calls loss.backward() and returns the loss; call "
                 f"optimizer.step(closure), got {_describe(closure)}"
             )
+        closure = enable_grad()(closure)  # gradients are needed even inside no_grad
         group = self.param_groups[0]
         state = self.state.get(0) or {"func_evals": 0, "n_iter": 0}
         self.state[0] = state
