@@ -33,6 +33,17 @@ def _cell(r: dict | None) -> str:
     return f"{fmt_ms(r['median_ms'])} ({fmt_ms(r['min_ms'])}–{fmt_ms(r['max_ms'])})"
 
 
+def _cpu_cell(r: dict | None) -> str:
+    if r is None or "error" in r or r.get("median_cpu_ms") is None:
+        return "—"
+    return fmt_ms(r["median_cpu_ms"])
+
+
+def threads_word(out: dict) -> str:
+    return "one thread" if out["threads"] == 1 else \
+        f"{out['threads']} threads (spinning threads count too)"
+
+
 def _mem_cell(r: dict | None) -> str:
     if r is None:
         return "—"
@@ -137,6 +148,15 @@ def render(out: dict) -> str:
     lines += ["", "torch/cnnlab = median of the faster torch layout / median of cnnlab "
               "(1.00 = as fast as torch, higher = cnnlab faster).",
               "cnnlab vs textbook = textbook median / cnnlab median."]
+    cpu_rows = [[row["name"]] + [_cpu_cell(row["frameworks"].get(k)) for k, _ in COLUMNS]
+                + [fmt_ratio(row.get("torch_over_cnnlab_cpu"))]
+                for row in out["results"] if row.get("torch_over_cnnlab_cpu")]
+    if cpu_rows:
+        lines += ["", "CPU ms per call of each worker process (median; lowest over rounds). "
+                  f"With {threads_word(out)} this is the work itself, little changed by other "
+                  "processes taking turns on the cores:", ""]
+        lines += _table(["workload"] + [t for _, t in COLUMNS] + ["torch/cnnlab (CPU)"],
+                        cpu_rows)
     if mem_rows:
         lines += ["", "Peak RSS of the training-step process, MiB (in parentheses: growth "
                   "after setup, i.e. what the steps themselves added):", ""]
