@@ -17,9 +17,12 @@ from cnnlab.nn.layers import (
     Tanh,
 )
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.nn.rnn import GRU, LSTM, Embedding, GRUCell, LSTMCell
 
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "LeakyReLU",
     "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
     "functional", "init",
+    # sequences
+    "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell",
 ]
