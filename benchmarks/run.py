@@ -36,7 +36,12 @@ import numpy as np  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.frameworks import FRAMEWORKS  # noqa: E402
 from benchmarks.sysinfo import machine_info, usable_cores  # noqa: E402
-from benchmarks.workloads import ARCHS, find_workloads, write_inputs  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    ARCHS,
+    find_workloads,
+    frameworks_for,
+    write_inputs,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -267,16 +272,17 @@ def main(argv: list[str] | None = None) -> int:
                                           env, run_worker, log)
         else:
             out["results"] = []
-            total = len(workloads) * len(frameworks) * args.rounds
+            total = sum(len(frameworks_for(w.arch, frameworks)) for w in workloads) * args.rounds
             done = 0
             for workload in workloads:
                 inputs = write_inputs(workload, args.seed, workdir)
                 plan = timing_plan(workload.task, workload.batch, args.quick)
-                rounds: dict[str, list[dict]] = {fw: [] for fw in frameworks}
-                for rnd in range(args.rounds):
+                fws = frameworks_for(workload.arch, frameworks)
+                rounds: dict[str, list[dict]] = {fw: [] for fw in fws}
+                for rnd in range(args.rounds if fws else 0):
                     # Rotate the order each round so no framework always runs first or last.
-                    shift = rnd % len(frameworks)
-                    for fw in frameworks[shift:] + frameworks[:shift]:
+                    shift = rnd % len(fws)
+                    for fw in fws[shift:] + fws[:shift]:
                         done += 1
                         job = {"framework": fw, "workload": workload.to_dict(),
                                "layers": ARCHS[workload.arch]["layers"],

@@ -63,6 +63,17 @@ def _run(work, n: int, cost: int) -> None:
     parallel.run_parts(lambda ab: work(*ab), _chunks(n, cost))
 
 
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, the rows of ``a`` (and of the result) split over the
+    threads when the product is large (the projections and weight gradients of a layer:
+    one BLAS thread would leave the other cores idle for most of a step)."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    _run(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), a.shape[0],
+         a.shape[0] * a.shape[1] * b.shape[1])
+    return out
+
+
 # ----- LSTM ----------------------------------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ class LSTMLayer(Function):
         steps, n, _ = x.shape
         hidden = w_hh.shape[1]
         x2 = _gemm_rows(x)
-        gates = np.matmul(x2, w_ih.T).reshape(steps, n, 4 * hidden)
+        gates = recurrent.matmul(x2, w_ih.T).reshape(steps, n, 4 * hidden)
         if b_ih is not None:
             gates += b_ih + b_hh
         packed = np.empty((steps + 2, n, hidden), dtype=x.dtype)
@@ -76,9 +76,10 @@ class LSTMLayer(Function):
 
     def _weight_grads(self, dg: np.ndarray, h_prev: np.ndarray, dh0, dc0):
         need = self.needs_grad
-        dx = (dg @ self.w_ih).reshape(-1, dh0.shape[0], self.x2.shape[1]) if need[0] else None
-        dw_ih = dg.T @ self.x2 if need[3] else None
-        dw_hh = dg.T @ _gemm_rows(h_prev) if need[4] else None
+        mm = recurrent.matmul
+        dx = mm(dg, self.w_ih).reshape(-1, dh0.shape[0], self.x2.shape[1]) if need[0] else None
+        dw_ih = mm(dg.T, self.x2) if need[3] else None
+        dw_hh = mm(dg.T, _gemm_rows(h_prev)) if need[4] else None
         grads = [dx, dh0 if need[1] else None, dc0 if need[2] else None, dw_ih, dw_hh]
         if self.bias:
             db = np.ones(dg.shape[0], dtype=dg.dtype) @ dg if need[5] or need[6] else None
@@ -97,7 +98,7 @@ class GRULayer(Function):
         steps, n, _ = x.shape
         hidden = w_hh.shape[1]
         x2 = _gemm_rows(x)
-        gates = np.matmul(x2, w_ih.T).reshape(steps, n, 3 * hidden)
+        gates = recurrent.matmul(x2, w_ih.T).reshape(steps, n, 3 * hidden)
         b_hn = None
         if b_ih is not None:
             gates += b_ih
@@ -126,9 +127,10 @@ class GRULayer(Function):
         need = self.needs_grad
         dg = self.gates.reshape(steps * n, g3)
         dr = drec.reshape(steps * n, g3)
-        dx = (dg @ self.w_ih).reshape(steps, n, self.x2.shape[1]) if need[0] else None
-        dw_ih = dg.T @ self.x2 if need[2] else None
-        dw_hh = dr.T @ _gemm_rows(self.hs[previous]) if need[3] else None
+        mm = recurrent.matmul
+        dx = mm(dg, self.w_ih).reshape(steps, n, self.x2.shape[1]) if need[0] else None
+        dw_ih = mm(dg.T, self.x2) if need[2] else None
+        dw_hh = mm(dr.T, _gemm_rows(self.hs[previous])) if need[3] else None
         grads = [dx, dh0 if need[1] else None, dw_ih, dw_hh]
         if self.bias:
             ones = np.ones(dg.shape[0], dtype=dg.dtype)
