@@ -44,34 +44,38 @@ class LSTMLayer(Function):
         steps, n, _ = x.shape
         hidden = w_hh.shape[1]
         x2 = _gemm_rows(x)
-        gates = recurrent.matmul(x2, w_ih.T).reshape(steps, n, 4 * hidden)
+        proj = recurrent.matmul(x2, w_ih.T).reshape(steps, n, 4 * hidden)
         if b_ih is not None:
-            gates += b_ih + b_hh
+            proj += b_ih + b_hh
         packed = np.empty((steps + 2, n, hidden), dtype=x.dtype)
         hs = packed[:steps + 1]
         cs = np.empty((steps + 1, n, hidden), dtype=x.dtype)
         first = steps if reverse else 0
         hs[first], cs[first] = h0, c0
-        tanh_c = np.empty((steps, n, hidden), dtype=x.dtype) if any(self.needs_grad) else None
-        recurrent.lstm_forward(gates, w_hh, hs, cs, tanh_c, reverse)
+        acts = tanh_c = None
+        if any(self.needs_grad):
+            acts = np.empty((steps, 4, n, hidden), dtype=x.dtype)
+            tanh_c = np.empty((steps, n, hidden), dtype=x.dtype)
+        recurrent.lstm_forward(proj, w_hh, hs, cs, acts, tanh_c, reverse)
         packed[steps + 1] = cs[0 if reverse else steps]
-        if tanh_c is not None:
+        if acts is not None:
             self.x2, self.w_ih, self.w_hh = x2, w_ih, w_hh
-            self.gates, self.cs, self.tanh_c, self.packed = gates, cs, tanh_c, packed
-            self.reverse, self.bias = reverse, b_ih is not None
+            self.proj, self.acts, self.cs, self.tanh_c = proj, acts, cs, tanh_c
+            self.packed, self.reverse, self.bias = packed, reverse, b_ih is not None
         return packed
 
     def backward(self, grad):
         _used_once(self)
-        steps, n, g4 = self.gates.shape
+        steps, n, g4 = self.proj.shape
         first = steps if self.reverse else 0
         outputs = slice(0, steps) if self.reverse else slice(1, steps + 1)
         previous = slice(1, steps + 1) if self.reverse else slice(0, steps)
-        dh0, dc0 = recurrent.lstm_backward(self.gates, self.gates, self.w_hh, self.cs,
+        # The projections are dead after forward: their buffer receives the gate gradients.
+        dh0, dc0 = recurrent.lstm_backward(self.proj, self.acts, self.w_hh, self.cs,
                                            self.tanh_c, grad[outputs], grad[steps + 1],
                                            self.reverse)
         dh0 += grad[first]  # the packed copy of h0 (no layer reads it; exact all the same)
-        return self._weight_grads(self.gates.reshape(steps * n, g4), self.packed[previous],
+        return self._weight_grads(self.proj.reshape(steps * n, g4), self.packed[previous],
                                   dh0, dc0)
 
     def _weight_grads(self, dg: np.ndarray, h_prev: np.ndarray, dh0, dc0):
@@ -98,34 +102,37 @@ class GRULayer(Function):
         steps, n, _ = x.shape
         hidden = w_hh.shape[1]
         x2 = _gemm_rows(x)
-        gates = recurrent.matmul(x2, w_ih.T).reshape(steps, n, 3 * hidden)
+        proj = recurrent.matmul(x2, w_ih.T).reshape(steps, n, 3 * hidden)
         b_hn = None
         if b_ih is not None:
-            gates += b_ih
-            gates[..., :2 * hidden] += b_hh[:2 * hidden]
+            proj += b_ih
+            proj[..., :2 * hidden] += b_hh[:2 * hidden]
             b_hn = b_hh[2 * hidden:]
         hs = np.empty((steps + 1, n, hidden), dtype=x.dtype)
         hs[steps if reverse else 0] = h0
-        hn = np.empty((steps, n, hidden), dtype=x.dtype) if any(self.needs_grad) else None
-        recurrent.gru_forward(gates, w_hh, b_hn, hs, hn, reverse)
-        if hn is not None:
+        acts = hn = None
+        if any(self.needs_grad):
+            acts = np.empty((steps, 3, n, hidden), dtype=x.dtype)
+            hn = np.empty((steps, n, hidden), dtype=x.dtype)
+        recurrent.gru_forward(proj, w_hh, b_hn, hs, acts, hn, reverse)
+        if acts is not None:
             self.x2, self.w_ih, self.w_hh = x2, w_ih, w_hh
-            self.gates, self.hs, self.hn = gates, hs, hn
+            self.proj, self.acts, self.hs, self.hn = proj, acts, hs, hn
             self.reverse, self.bias = reverse, b_ih is not None
         return hs
 
     def backward(self, grad):
         _used_once(self)
-        steps, n, g3 = self.gates.shape
+        steps, n, g3 = self.proj.shape
         first = steps if self.reverse else 0
         outputs = slice(0, steps) if self.reverse else slice(1, steps + 1)
         previous = slice(1, steps + 1) if self.reverse else slice(0, steps)
-        drec = np.empty_like(self.gates)
-        dh0 = recurrent.gru_backward(self.gates, drec, self.gates, self.w_hh, self.hs,
+        drec = np.empty_like(self.proj)
+        dh0 = recurrent.gru_backward(self.proj, drec, self.acts, self.w_hh, self.hs,
                                      self.hn, grad[outputs], self.reverse)
         dh0 += grad[first]
         need = self.needs_grad
-        dg = self.gates.reshape(steps * n, g3)
+        dg = self.proj.reshape(steps * n, g3)
         dr = drec.reshape(steps * n, g3)
         mm = recurrent.matmul
         dx = mm(dg, self.w_ih).reshape(steps, n, self.x2.shape[1]) if need[0] else None
