@@ -83,6 +83,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
+# _recurrent_term: a step's ``h W_hh^T`` is computed transposed, as ``W_hh h^T`` (G*H, n):
+# OpenBLAS runs that shape faster (batch 64, H 256, one thread: 0.37 ms against 0.47 ms; a
+# chunk of 32 rows: 0.20 against 0.31), and reading it transposed into the gate-major
+# activations costs less than that (30 us at 64 rows, 8 us at 32). The backward GEMM
+# ``dG W_hh`` is already the fast shape.
+
+
 def _gate_view(rows: np.ndarray, gates: int) -> np.ndarray:
     """A (n, G*H) row block seen gate-major, (G, n, H), without copying."""
     n, width = rows.shape
@@ -112,17 +119,17 @@ def lstm_forward(proj: np.ndarray, w_hh: np.ndarray, hs: np.ndarray, cs: np.ndar
     steps, n, g4 = proj.shape
     hidden = g4 // 4
     order, ahead = positions(steps, reverse)
-    w_t = w_hh.T
 
     def work(a: int, z: int) -> None:
         rows = z - a
-        rec = np.empty((rows, g4), dtype=proj.dtype)
+        rec = np.empty((g4, rows), dtype=proj.dtype)
+        rec_gates = rec.reshape(4, hidden, rows).transpose(0, 2, 1)
         prod = np.empty((rows, hidden), dtype=proj.dtype)
         scratch = np.empty((4, rows, hidden), dtype=proj.dtype) if acts is None else None
         for t in order:
-            np.matmul(hs[t + 1 - ahead, a:z], w_t, out=rec)
+            np.matmul(w_hh, hs[t + 1 - ahead, a:z].T, out=rec)  # see _recurrent_term
             g = scratch if scratch is not None else acts[t, :, a:z]
-            np.add(_gate_view(proj[t, a:z], 4), _gate_view(rec, 4), out=g)
+            np.add(_gate_view(proj[t, a:z], 4), rec_gates, out=g)
             sigmoid_(g[:2])
             np.tanh(g[2], out=g[2])
             sigmoid_(g[3])
@@ -229,11 +236,11 @@ def gru_forward(proj: np.ndarray, w_hh: np.ndarray, b_hn: np.ndarray | None, hs:
     steps, n, g3 = proj.shape
     hidden = g3 // 3
     order, ahead = positions(steps, reverse)
-    w_t = w_hh.T
 
     def work(a: int, z: int) -> None:
         rows = z - a
-        rec = np.empty((rows, g3), dtype=proj.dtype)
+        rec = np.empty((g3, rows), dtype=proj.dtype)
+        r3 = rec.reshape(3, hidden, rows).transpose(0, 2, 1)
         diff = np.empty((rows, hidden), dtype=proj.dtype)
         scratch = None
         if acts is None:
@@ -241,9 +248,9 @@ def gru_forward(proj: np.ndarray, w_hh: np.ndarray, b_hn: np.ndarray | None, hs:
                        np.empty((rows, hidden), dtype=proj.dtype))
         for t in order:
             h_prev = hs[t + 1 - ahead, a:z]
-            np.matmul(h_prev, w_t, out=rec)
+            np.matmul(w_hh, h_prev.T, out=rec)  # see _recurrent_term
             g, rec_n = scratch if scratch is not None else (acts[t, :, a:z], hn[t, a:z])
-            p, r3 = _gate_view(proj[t, a:z], 3), _gate_view(rec, 3)
+            p = _gate_view(proj[t, a:z], 3)
             np.add(p[:2], r3[:2], out=g[:2])
             sigmoid_(g[:2])
             if b_hn is not None:
