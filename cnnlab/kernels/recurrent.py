@@ -17,9 +17,10 @@ row layout in one pass before its GEMM. The elementwise work of a step (batch 64
 one thread) went from 135 to 118 us forward and 114 to 89 us backward for LSTM, from 123 to
 85 and 120 to 81 us for GRU.
 
-Batch rows never interact, so a batch is split into contiguous chunks that run the whole
-time loop in parallel (one chunk per thread, see :mod:`cnnlab.kernels.parallel`); each step
-costs a small GEMM and a handful of in-place elementwise passes per chunk.
+Batch rows never interact, so when the pass splits its kernels over the batch (see
+:mod:`cnnlab.kernels.parallel`) the batch is cut into contiguous chunks that run the whole
+time loop in parallel, one per thread; each step costs a small GEMM and a handful of
+elementwise passes per chunk. Otherwise BLAS's own threads share each GEMM.
 
 Memory layout, time-major. With ``reverse`` the steps run from the last position to the
 first (the backward direction of a bidirectional layer). ``hs`` has one row more than the
@@ -60,11 +61,10 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
 
 
 def _chunks(n: int, cost: int) -> list[tuple[int, int]]:
-    """Contiguous batch chunks, one per thread when the work is worth splitting and BLAS is
-    known to be single-threaded (inside a Module call or a backward pass)."""
-    parts = 1
-    if cost >= MIN_SPLIT_WORK and parallel.single_threaded_blas.entered:
-        parts = max(1, min(parallel.workers(cost), n))
+    """Contiguous batch chunks, one per thread when the pass splits its kernels over the
+    batch (see :mod:`cnnlab.kernels.parallel`: BLAS is then single-threaded) and the work
+    is worth it; otherwise one chunk, and BLAS's own threads do the GEMMs."""
+    parts = max(1, min(parallel.workers(cost) if cost >= MIN_SPLIT_WORK else 1, n))
     bounds = [n * i // parts for i in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
@@ -75,8 +75,9 @@ def _run(work, n: int, cost: int) -> None:
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for 2-D arrays, the rows of ``a`` (and of the result) split over the
-    threads when the product is large (the projections and weight gradients of a layer:
-    one BLAS thread would leave the other cores idle for most of a step)."""
+    threads when the pass splits over the batch and the product is large (the projections
+    and weight gradients of a layer: with BLAS single-threaded, one call would leave the
+    other cores idle)."""
     if out is None:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     _run(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), a.shape[0],

@@ -15,6 +15,7 @@ import numpy as np
 
 from cnnlab.nn import init
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.ops import checks
 from cnnlab.ops import dropout as dropout_op
 from cnnlab.ops import rnn as rnn_op
 from cnnlab.tensor import Tensor
@@ -83,13 +84,12 @@ class Embedding(Module):
 
 
 def _check_dtypes(layer: Module, x: Tensor, params: list[Parameter]) -> None:
+    """A floating-point input of the parameters' dtype, as every op with weights wants."""
     if x.dtype.kind != "f":
-        raise ValueError(f"{layer!r} expected a floating-point input, got dtype {x.dtype}; "
-                         "token ids go through an nn.Embedding first")
-    if params and x.dtype != params[0].dtype:
-        raise ValueError(f"{layer!r}: the input is {x.dtype} but the parameters are "
-                         f"{params[0].dtype}; convert one of them (module.double() or "
-                         f"module.float(), or the input's dtype)")
+        raise TypeError(f"{layer!r} expected a floating-point input, got dtype {x.dtype}; "
+                        "token ids go through an nn.Embedding first")
+    if params:
+        checks.check_float_input(repr(layer), x, params[0])
 
 
 class _RNNBase(Module):
@@ -161,7 +161,7 @@ class _RNNBase(Module):
         if not batched:
             x = x.reshape(x.shape[0], 1, x.shape[1])
         elif self.batch_first:
-            x = x.transpose((1, 0, 2))
+            x = x.transpose(0, 1)
         steps, n = x.shape[0], x.shape[1]
         if steps == 0:
             raise ValueError(f"{self!r} got an empty sequence (input shape {input.shape})")
@@ -182,8 +182,8 @@ class _RNNBase(Module):
                                  f"{'' if batched else ' without the batch'}), got "
                                  f"{h.shape}")
             if h.dtype != x.dtype:
-                raise ValueError(f"{self!r}: the initial {which} is {h.dtype} but the input "
-                                 f"is {x.dtype}; give both the same dtype")
+                raise TypeError(f"{self!r}: the initial {which} is {h.dtype} but the input "
+                                f"is {x.dtype}; give both the same dtype")
             out.append(h if batched else h.reshape(count, 1, self.hidden_size))
         return x, out, batched
 
@@ -217,7 +217,7 @@ class _RNNBase(Module):
             output = output.reshape(output.shape[0], output.shape[2])
             finals = [f.reshape(f.shape[0], f.shape[2]) for f in finals]
         elif self.batch_first:
-            output = output.transpose((1, 0, 2))
+            output = output.transpose(0, 1)
         return output, finals
 
     def extra_repr(self) -> str:
@@ -272,7 +272,8 @@ class LSTM(_RNNBase):
         ``(output, (h_n, c_n))``.
 
     Raises:
-        ValueError: on an input or state of the wrong shape or dtype.
+        ValueError: on an input or state of the wrong shape.
+        TypeError: on an input or state whose dtype differs from the parameters'.
 
     Example:
         >>> import numpy as np
@@ -329,7 +330,8 @@ class GRU(_RNNBase):
         ``(output, h_n)``.
 
     Raises:
-        ValueError: on an input or state of the wrong shape or dtype.
+        ValueError: on an input or state of the wrong shape.
+        TypeError: on an input or state whose dtype differs from the parameters'.
 
     Example:
         >>> import numpy as np
@@ -404,11 +406,15 @@ class _CellBase(Module):
             if h is None:
                 out.append(Tensor(np.zeros((n, self.hidden_size), dtype=input.dtype)))
                 continue
-            if not isinstance(h, Tensor) or h.shape != want or h.dtype != input.dtype:
-                found = f"shape {h.shape} {h.dtype}" if isinstance(h, Tensor) else \
-                    type(h).__name__
-                raise ValueError(f"{self!r} expected the {which} as a {input.dtype} tensor "
-                                 f"of shape {want}, got {found}")
+            if not isinstance(h, Tensor):
+                raise TypeError(f"{self!r}: the {which} must be a Tensor, got "
+                                f"{type(h).__name__}")
+            if h.shape != want:
+                raise ValueError(f"{self!r} expected the {which} of shape {want}, got shape "
+                                 f"{h.shape}")
+            if h.dtype != input.dtype:
+                raise TypeError(f"{self!r}: the {which} is {h.dtype} but the input is "
+                                f"{input.dtype}; give both the same dtype")
             out.append(h if batched else h.reshape(1, self.hidden_size))
         return input.reshape(1, n, self.input_size), out, batched
 
@@ -431,7 +437,8 @@ class LSTMCell(_CellBase):
         (4H, H_in), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh`` (4H,).
 
     Raises:
-        ValueError: on an input or state of the wrong shape or dtype.
+        ValueError: on an input or state of the wrong shape.
+        TypeError: on an input or state whose dtype differs from the parameters'.
 
     Example:
         >>> import numpy as np
@@ -473,7 +480,8 @@ class GRUCell(_CellBase):
         (3H, H), ``bias_ih``, ``bias_hh`` (3H,).
 
     Raises:
-        ValueError: on an input or state of the wrong shape or dtype.
+        ValueError: on an input or state of the wrong shape.
+        TypeError: on an input or state whose dtype differs from the parameters'.
 
     Example:
         >>> import numpy as np
