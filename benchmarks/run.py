@@ -113,6 +113,7 @@ def merge_rounds(rounds: list[dict], spare_cores: int = 0) -> dict:
         max_ms=max(r["max_ms"] for r in rounds),
         reps=sum(r["reps"] for r in rounds),
         round_medians_ms=[r["median_ms"] for r in rounds],
+        round_cpu_medians_ms=[r.get("cpu_median_ms") for r in rounds],
         peak_rss_mib=max(r["peak_rss_mib"] for r in rounds),
         step_rss_mib=max(r["step_rss_mib"] for r in rounds),
         round_other_cpu_cores=[r.get("other_cpu_cores") for r in rounds],
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             "infer": "forward only, evaluation mode, no autograd graph",
             "median_ms": "median wall time of one call, milliseconds (with --rounds R: "
             "the lowest of the undisturbed rounds' medians)",
+            "cpu_median_ms": "median CPU time of one call (all of the process's threads), "
+            "milliseconds: with one thread on a busy machine, close to an idle machine's "
+            "wall time",
             "torch_over_cnnlab": "median(faster torch layout) / median(cnnlab); "
             "1.0 = as fast as torch",
             "peak_rss_mib": "ru_maxrss of the worker process (imports included)",

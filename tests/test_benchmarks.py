@@ -42,6 +42,7 @@ def test_quick_json_run_has_the_documented_structure():
             assert "error" not in r, r.get("traceback")
             assert r["reps"] == 2
             assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+            assert r["cpu_median_ms"] > 0
             assert r["peak_rss_mib"] > 0
         assert row["cnnlab_speedup_over_textbook"] > 0
         assert row["torch_over_cnnlab"] is None  # torch was not asked for
