@@ -16,6 +16,9 @@ import numpy as np
 from cnnlab.kernels.parallel import single_threaded_blas
 
 _grad_enabled = True
+# The tracer recording a forward pass (cnnlab.onnx.trace), or None; Function.apply and
+# Module.__call__ report to it. Nothing else reads or sets it.
+_tracer: Any = None
 
 
 class no_grad(contextlib.ContextDecorator):
@@ -340,6 +343,8 @@ class Function:
         if out.requires_grad:
             ctx.parents = inputs
             out._ctx = ctx
+        if _tracer is not None:
+            _tracer.record_function(cls, inputs, options, out)
         return out
 
 

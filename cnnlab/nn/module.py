@@ -7,6 +7,7 @@ and a saved file maps dotted names to arrays deterministically.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,9 @@ import numpy as np
 
 from cnnlab.kernels.parallel import get_num_threads, single_threaded_blas
 from cnnlab.tensor import Tensor
+
+# The module itself: `cnnlab.tensor` is also the name of a function in cnnlab's namespace.
+_tensor = sys.modules["cnnlab.tensor"]
 
 
 class Parameter(Tensor):
@@ -72,6 +76,8 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if "_forward_hooks" not in self.__dict__:
             self._ensure_init()  # raises
+        if _tensor._tracer is not None and _tensor._tracer.claims(self):
+            return _tensor._tracer.call_module(self, args, kwargs)
         # BLAS is set to one thread once for the whole forward pass, not once per kernel
         # (at batch 1 the switches were ~7% of the time); sub-modules find it already set.
         # A batch smaller than the thread count leaves BLAS its threads instead (see
