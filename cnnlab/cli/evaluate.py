@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             "confusion": result.confusion.tolist(),
         }))
         return 0
-    print(f"model: {path} ({spec['arch']}, input {c}x{h}x{w})")
+    what = spec.get("arch") or f"{spec['model']['name']} model"
+    print(f"model: {path} ({what}, input {c}x{h}x{w})")
     print(f"data: {data_name(data)} test set, {result.n:,} images")
     print(f"accuracy: {result.accuracy:.2%} ({result.correct:,}/{result.n:,})")
     print(f"loss: {result.loss:.4f}")

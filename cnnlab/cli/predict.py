@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     x = transform(batch) if transform is not None else batch
     with cnnlab.no_grad():
         logits = np.asarray(model(cnnlab.Tensor(x)).data, dtype=np.float64)
-    probs = softmax(logits)
+    # An imported model may end in a softmax already (its spec says so).
+    probs = logits if spec.get("output") == "probabilities" else softmax(logits)
     classes = list(spec.get("classes") or [])
     names = [classes[j] if j < len(classes) else str(j) for j in range(probs.shape[1])]
     k = min(args.top_k, probs.shape[1])

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import nn
+from cnnlab.models import register
 from cnnlab.nn.module import Module
 from cnnlab.ops import activation
 from cnnlab.ops.pad import clamp, pad
@@ -548,9 +549,9 @@ def _fail(problem: str) -> None:
 def check_config(config: Any) -> dict[str, Any]:
     """Check a graph description (see the module docstring) and return a deep copy.
 
-    Every value is defined once, before it is used; every node names a known type; names
-    names are plain (letters, digits, ``_ . : -``; they are the children's names). The node arguments are checked by the modules'
-    own constructors when the graph is built.
+    Every value is defined once, before it is used; every node names a known type; node
+    names (the children's names) are plain: letters, digits and ``_ . : -``. The node
+    arguments are checked by the modules' own constructors when the graph is built.
 
     Raises:
         ValueError: naming the node or field that is wrong.
@@ -733,3 +734,9 @@ def _flatten(out: Any) -> list[Any]:
     if isinstance(out, (tuple, list)):
         return [leaf for item in out for leaf in _flatten(item)]
     return [out]
+
+
+@register("graph")
+def build_graph(config: dict[str, Any]) -> GraphModule:
+    """The model-file builder of a :class:`GraphModule` (see :mod:`cnnlab.models`)."""
+    return GraphModule(config)

@@ -147,16 +147,20 @@ class Builder:
         return self.values[name]
 
     # ----- writing the graph --------------------------------------------------------------
-    def module_name(self, hint: str | None = None) -> str:
-        """A child name for the module made from the current node: the PyTorch module name
-        when the weights tell it (``layer1.0.conv1.weight`` -> ``layer1.0.conv1``), else
-        the node's name."""
+    def module_name(self, hint: str | None = None, owner: bool = False) -> str:
+        """A child name for a module made from the current node: the PyTorch module name
+        where the file tells it — from the weights' names (``layer1.0.conv1.weight``) or
+        PyTorch's node names (``/layer1/layer1.0/conv1/Conv``) for a module that ``owner``s
+        parameters — else the node's name (``layer1.0.Relu``)."""
         node = self.node
         if hint is None:
             for name in node.input[1:]:
                 if name.endswith(".weight") and name in self.values:
                     hint = name[: -len(".weight")]
                     break
+        if hint is None and node.name.startswith("/"):
+            path, op = _torch_scope(node.name)
+            hint = path if owner and path else ".".join(p for p in (path, op) if p)
         if hint is None:
             hint = node.name.strip("/").replace("/", ".") or node.op_type
         hint = re.sub(r"[^A-Za-z0-9_.:-]+", "_", hint).strip(".") or node.op_type
@@ -169,10 +173,10 @@ class Builder:
         self._names.add(name)
         return name
 
-    def reserve(self, hint: str | None = None) -> str:
+    def reserve(self, hint: str | None = None, owner: bool = False) -> str:
         """Reserve the child name of a module made later by :meth:`emit` (``name=``), so
         that helper modules made before it can be named after it."""
-        name = self.module_name(hint)
+        name = self.module_name(hint, owner)
         self._reserved.add(name)
         return name
 
@@ -215,7 +219,7 @@ class Builder:
             module.register_buffer(key, np.asarray(array).astype(current.dtype, copy=True))
         module.eval()
         if name is None:
-            name = self.module_name()
+            name = self.module_name(owner=bool(params))
         elif name in self._reserved:
             self._reserved.discard(name)
         else:
@@ -255,6 +259,16 @@ class Builder:
         """``output`` is known at load time: ``a`` at the first probe, ``b`` at the second."""
         a = np.asarray(a)
         self.values[output] = _Value("const", a, a if b is None else np.asarray(b))
+
+
+def _torch_scope(node_name: str) -> tuple[str, str]:
+    """PyTorch's node name ``/layer1/layer1.0/conv1/Conv`` as the module path
+    ``layer1.0.conv1`` and the op ``Conv``."""
+    *scopes, op = node_name.strip("/").split("/")
+    path = ""
+    for scope in scopes:
+        path = scope if not path or scope.startswith(path + ".") else f"{path}.{scope}"
+    return path, op
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -465,6 +479,9 @@ def _spec(model: Any, first_input: dict[str, Any], output: _Value, config: dict[
     if spec["classes"] is not None and (not isinstance(spec["classes"], list)
                                         or len(spec["classes"]) != n_out):
         spec["classes"] = None
+    last = config["nodes"][-1]["type"] if config["nodes"] else None
+    if last == "Softmax" and n_out is not None:
+        spec["output"] = "probabilities"  # so that predict does not apply a second softmax
     spec["model"] = {"name": "graph", "config": config}
     return spec
 

@@ -136,7 +136,7 @@ def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> 
         >>> import cnnlab
         >>> from cnnlab.ops.pad import clamp
         >>> clamp(cnnlab.Tensor([-1.0, 3.0, 8.0]), 0, 6)
-        Tensor([0., 3., 6.])
+        Tensor([0. 3. 6.])
     """
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")

@@ -57,7 +57,7 @@ def import_conv(b: Any, node: Any) -> None:
     if len(in_shape) != 4:
         b.fail(f"expected a 4-D input (N, C, H, W), got shape {in_shape}")
     pads = spatial_pads(b, attrs, in_shape[2:], kernel, strides, dilations)
-    name = b.reserve()
+    name = b.reserve(owner=True)
     if any(lo != hi for lo, hi in pads):  # uneven padding: pad first, then convolve
         x = b.emit("Pad", {"pads": onnx_pads(pads)}, [x], [b.temp(f"{name}.pad")],
                    name=f"{name}.pad")[0]

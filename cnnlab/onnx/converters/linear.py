@@ -75,7 +75,7 @@ def import_gemm(b: Any, node: Any) -> None:
         if c.size not in (1, out_features) or (c.ndim == 2 and c.shape[0] != 1):
             b.fail(f"C of shape {c.shape} is not a bias of {out_features} values")
         bias = np.broadcast_to(c.reshape(-1), (out_features,)).copy()
-    name = b.reserve()
+    name = b.reserve(owner=True)
     if trans_a:
         a = b.emit("Transpose", {"perm": [1, 0]}, [a], [b.temp(f"{name}.transpose")],
                    name=f"{name}.transpose")[0]

@@ -142,7 +142,7 @@ def import_rnn(b: Any, node: Any) -> None:
         b.fail("initial or final states are not supported on import; the sequence output is")
     # cnnlab's layer returns (seq, batch, directions*hidden); ONNX's Y is
     # (seq, directions, batch, hidden): reshape back.
-    name = b.reserve()
+    name = b.reserve(owner=True)
     y = b.emit(kind, args, [node.input[0]], [b.temp(f"{name}.y")], name=name,
                params=params)[0]
     shape = b.shape(y)

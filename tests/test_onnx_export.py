@@ -1,0 +1,222 @@
+"""Exporting to ONNX: every preset and models written as arbitrary Python run in
+onnxruntime with the same outputs as in cnnlab (relative error <= 1e-5), at batch sizes 1
+and 3 from one file, and the files pass onnx.checker's full check."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import cnnlab
+import cnnlab.nn.functional as F
+from cnnlab import Tensor, arch, nn
+from cnnlab.onnx import ONNXError, export
+from cnnlab.tensor import Function
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
+ort = pytest.importorskip("onnxruntime", reason="the exported files are run in onnxruntime")
+
+TOL = 1e-5
+
+
+def rel_error(ours: np.ndarray, theirs: np.ndarray) -> float:
+    return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+
+
+def digit_images(shape: tuple[int, int, int], n: int) -> np.ndarray:
+    """``n`` real digits (the shipped 8x8 UCI set), resized to ``shape`` (nearest) and
+    repeated over the channels."""
+    from cnnlab.data import Digits
+
+    images = Digits(train=False).images[:n]  # (n, 1, 8, 8) in [0, 1]
+    c, h, w = shape
+    rows, cols = np.arange(h) * 8 // h, np.arange(w) * 8 // w
+    resized = images[:, :, rows][:, :, :, cols]
+    tint = np.linspace(1.0, 0.6, c, dtype=np.float32).reshape(1, c, 1, 1)
+    return np.ascontiguousarray(np.repeat(resized, c, axis=1) * tint, dtype=np.float32)
+
+
+def randomize_batch_norms(model: nn.Module, rng: np.random.Generator) -> None:
+    """Statistics and affine parameters away from 0 and 1, so inference form matters."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean[...] = rng.uniform(-0.5, 0.5, n)
+            m.running_var[...] = rng.uniform(0.5, 2.0, n)
+            m.weight.data[...] = rng.uniform(0.5, 1.5, n)
+            m.bias.data[...] = rng.uniform(-0.3, 0.3, n)
+
+
+def run_both(model: nn.Module, path, inputs: list[np.ndarray]) -> list[float]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    model.eval()
+    errors = []
+    for x in inputs:
+        with cnnlab.no_grad():
+            ours = model(Tensor(x)).data
+        theirs = session.run(None, {name: x})[0]
+        assert theirs.shape == ours.shape and theirs.dtype == ours.dtype
+        errors.append(rel_error(theirs, ours))
+    return errors
+
+
+@pytest.mark.parametrize("preset", list(arch.PRESETS))
+def test_every_preset_runs_in_onnxruntime_at_any_batch_size(preset, tmp_path, seeded, rng):
+    shape = arch.PRESET_INPUT_SHAPES[preset]
+    model = arch.build(preset)
+    randomize_batch_norms(model, rng)
+    model.spec.update(classes=[f"digit {i}" for i in range(10)],
+                      normalization={"mean": [0.25] * shape[0], "std": [0.5] * shape[0]})
+    images = (digit_images(shape, 4) - 0.25) / 0.5
+    path = tmp_path / f"{preset}.onnx"
+    info = export(model, images[:1], path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert info["nodes"] == len(proto.graph.node)
+    errors = run_both(model, path, [images[:1], images[1:4]])
+    assert max(errors) <= TOL, f"{preset}: relative errors {errors}"
+    # One file for every batch size: the batch is a named dimension at both ends.
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "N" and all(d.dim_value > 0 for d in dims[1:])
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["classes"]) == model.spec["classes"]
+    assert json.loads(meta["normalization"]) == model.spec["normalization"]
+    assert json.loads(meta["input_shape"]) == list(shape)
+    assert meta["task"] == "classify" and meta["arch"] == model.spec["arch"]
+
+
+class Residual(nn.Module):
+    """A ResNet-style block and a head written as Python: +, mean over dimensions, view,
+    transpose, matmul, slicing, scaling by constants."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2, bias=False)
+        self.down = nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(12, 5)
+        self.proj = cnnlab.nn.Parameter(np.linspace(-1, 1, 5 * 4, dtype=np.float32)
+                                        .reshape(5, 4))
+
+    def forward(self, x):
+        y = F.relu(self.bn(self.stem(x)))
+        y = y + self.conv(y) * 0.5  # the skip connection
+        y = F.leaky_relu(self.down(y), 0.1)
+        z = self.pool(y)[:, :, 1:, ::2] - y.mean((2, 3), keepdims=True)
+        g = self.gap(z).view(z.shape[0], -1) + F.sigmoid(z).mean((2, 3))
+        h = self.head(g)
+        t = h.reshape(h.shape[0], 5, 1).transpose(0, 2, 1)  # (N, 1, 5)
+        return F.softmax((t @ self.proj).reshape(-1, 4) / 2, dim=1) + F.tanh(h[:, :4])
+
+
+def test_residual_python_forward_exports(tmp_path, seeded, rng):
+    model = Residual()
+    randomize_batch_norms(model, rng)
+    images = digit_images((3, 10, 12), 4)
+    path = tmp_path / "residual.onnx"
+    export(model, images[:2], path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = [n.op_type for n in proto.graph.node]
+    for op in ("Add", "Mul", "ReduceMean", "Slice", "MatMul", "Transpose", "Reshape",
+               "GlobalAveragePool", "LeakyRelu", "Softmax", "Tanh", "Gemm"):
+        assert op in ops, f"{op} missing from {ops}"
+    assert max(run_both(model, path, [images[:1], images[1:4]])) <= TOL
+    # Reshape targets leave the batch free: -1 there, never the traced size.
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Reshape":
+            target = inits[node.input[1]]
+            assert -1 in target and 2 not in target[:1], target
+
+
+@pytest.mark.parametrize("opset", [13, 18, 21])
+def test_other_opsets(opset, tmp_path, seeded, rng):
+    model = Residual()
+    images = digit_images((3, 10, 12), 3)
+    path = tmp_path / "residual.onnx"
+    assert export(model, images[:1], path, opset=opset)["opset"] == opset
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert max(run_both(model, path, [images[:1], images])) <= TOL
+
+
+def test_sequential_is_exported_in_written_order(tmp_path, seeded):
+    # Running, a conv+ReLU+pool run may be fused or reordered; the file shows the layers.
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.3),
+                          nn.Flatten(), nn.Linear(36, 3))
+    path = tmp_path / "seq.onnx"
+    export(model, np.zeros((1, 1, 8, 8), np.float32), path)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops == ["Conv", "Relu", "MaxPool", "Identity", "Flatten", "Gemm"]
+    x = digit_images((1, 8, 8), 3)
+    assert max(run_both(model, path, [x[:1], x])) <= TOL
+
+
+def test_export_restores_modes_and_leaves_no_tracer(tmp_path, seeded):
+    model = arch.build("digits")
+    model.train()
+    export(model, np.zeros((2, 1, 8, 8), np.float32), tmp_path / "m.onnx")
+    assert all(m.training for m in model.modules())
+    assert sys.modules["cnnlab.tensor"]._tracer is None
+    assert model[1].num_batches_tracked == 0  # traced in eval mode: no statistics updated
+
+
+class Double(Function):
+    def forward(self, x):
+        return x * 2
+
+    def backward(self, grad):
+        return grad * 2
+
+
+class Custom(nn.Module):
+    def forward(self, x):
+        return Double.apply(x)
+
+
+def test_an_op_without_exporter_is_named_with_the_supported_list(tmp_path):
+    with pytest.raises(ONNXError, match=r"cannot export Double: the op Double has no ONNX "
+                                        r"exporter; supported: .*Conv2d.*Linear"):
+        export(Custom(), np.zeros((1, 3), np.float32), tmp_path / "m.onnx")
+    assert sys.modules["cnnlab.tensor"]._tracer is None
+    assert not (tmp_path / "m.onnx").exists()
+
+
+class ByBatch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.ReLU(), nn.Sigmoid()
+
+    def forward(self, x):
+        return self.a(x) if x.shape[0] == 1 else self.b(x)
+
+
+def test_a_forward_that_depends_on_the_batch_size_is_refused(tmp_path):
+    with pytest.raises(ONNXError, match="runs different layers at different batch sizes"):
+        export(ByBatch(), np.zeros((1, 3), np.float32), tmp_path / "m.onnx")
+
+
+class OutsideOps(nn.Module):
+    def forward(self, x):
+        return x + Tensor(x.data.sum(axis=1, keepdims=True))  # computed outside the ops
+
+
+def test_values_computed_outside_the_ops_are_refused(tmp_path):
+    with pytest.raises(ONNXError, match="not computed by cnnlab ops"):
+        export(OutsideOps(), np.ones((1, 3), np.float32), tmp_path / "m.onnx")
+
+
+def test_bad_opset_and_sample(tmp_path):
+    model = nn.Sequential(nn.ReLU())
+    with pytest.raises(ONNXError, match="opset must be an integer from 13 to 21, got 9"):
+        export(model, np.zeros((1, 3), np.float32), tmp_path / "m.onnx", opset=9)
+    with pytest.raises(ONNXError, match=r"expected a batch \(N, ...\) with N >= 1"):
+        export(model, np.zeros((0, 3), np.float32), tmp_path / "m.onnx")
