@@ -55,7 +55,7 @@ def worker(job: dict) -> dict:
         import cnnlab
 
         cnnlab.set_num_threads(threads)
-        model = cnnlab.load(job["model"])
+        model = cnnlab.io.load_model(job["model"])
         model.eval()
         tensor = cnnlab.Tensor(x)
 
@@ -111,7 +111,7 @@ def run(presets: list[str], batches: list[int], threads: int, quick: bool) -> di
             cnnlab.manual_seed(0)
             model = arch.build(preset)
             shape = arch.PRESET_INPUT_SHAPES[preset]
-            model_path = cnnlab.save(model, workdir / f"{preset}.safetensors")
+            model_path = cnnlab.io.save_model(model, workdir / f"{preset}.safetensors")
             onnx_path = workdir / f"{preset}.onnx"
             sample = np.zeros((1, *shape), np.float32)
             export_s = []

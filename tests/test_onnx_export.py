@@ -5,16 +5,15 @@ and 3 from one file, and the files pass onnx.checker's full check."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 import cnnlab
 import cnnlab.nn.functional as F
-from cnnlab import Tensor, arch, nn
+from cnnlab import Tensor, arch, autograd, nn
+from cnnlab.autograd import Function
 from cnnlab.onnx import ONNXError, export
-from cnnlab.tensor import Function
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
 ort = pytest.importorskip("onnxruntime", reason="the exported files are run in onnxruntime")
@@ -160,13 +159,51 @@ def test_sequential_is_exported_in_written_order(tmp_path, seeded):
     assert max(run_both(model, path, [x[:1], x])) <= TOL
 
 
+def test_fused_layers_export_as_their_layers(tmp_path, seeded, rng):
+    model = arch.build("lenet5")
+    fused = nn.fuse(model)
+    assert any(isinstance(m, nn.ConvReLUMaxPool2d) for m in fused.modules())
+    path = tmp_path / "fused.onnx"
+    export(fused, np.zeros((1, 1, 28, 28), np.float32), path)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops[:3] == ["Conv", "MaxPool", "Relu"] and "Identity" not in ops[:3]
+    x = digit_images((1, 28, 28), 3)
+    assert max(run_both(model, path, [x[:1], x])) <= TOL
+
+
+class Elementwise(nn.Module):
+    """Tensor methods beyond arithmetic: maximum, abs, clamp, expand, repeat, where, casts,
+    amax/amin, and the Softmax and Identity layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.soft, self.same = nn.Softmax(dim=1), nn.Identity()
+        self.mask = np.arange(6).reshape(1, 6) % 2 == 0
+
+    def forward(self, x):
+        y = x.max(x * 0.5).abs().clamp(0.1, 0.8) + x.clamp(max=0.2)
+        z = y[:, :1].expand(-1, 6) + y.repeat(1, 2)[:, 3:9]
+        w = cnnlab.where(cnnlab.tensor(self.mask), z, -z).double().float()
+        m = w.amax(1, keepdim=True) - w.amin(1, keepdim=True)
+        return self.same(self.soft(w * m))
+
+
+def test_tensor_methods_export(tmp_path, rng):
+    model = Elementwise()
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    path = tmp_path / "ew.onnx"
+    export(model, x[:1], path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert max(run_both(model, path, [x[:1], x])) <= TOL
+
+
 def test_export_restores_modes_and_leaves_no_tracer(tmp_path, seeded):
     model = arch.build("digits")
     model.train()
     export(model, np.zeros((2, 1, 8, 8), np.float32), tmp_path / "m.onnx")
     assert all(m.training for m in model.modules())
-    assert sys.modules["cnnlab.tensor"]._tracer is None
-    assert model[1].num_batches_tracked == 0  # traced in eval mode: no statistics updated
+    assert autograd._tracer is None
+    assert int(model[1].num_batches_tracked) == 0  # traced in eval mode: nothing updated
 
 
 class Double(Function):
@@ -186,7 +223,7 @@ def test_an_op_without_exporter_is_named_with_the_supported_list(tmp_path):
     with pytest.raises(ONNXError, match=r"cannot export Double: the op Double has no ONNX "
                                         r"exporter; supported: .*Conv2d.*Linear"):
         export(Custom(), np.zeros((1, 3), np.float32), tmp_path / "m.onnx")
-    assert sys.modules["cnnlab.tensor"]._tracer is None
+    assert autograd._tracer is None
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -197,15 +197,15 @@ def test_an_imported_model_fine_tunes(tmp_path, rng):
 def test_an_imported_model_saves_as_a_model_file(tmp_path, rng):
     model = randomize(Mixed())
     imported = load(torch_export(model, (3, 11, 13), tmp_path / "m.onnx"))
-    path = cnnlab.save(imported, tmp_path / "model.safetensors",
+    path = cnnlab.io.save_model(imported, tmp_path / "model.safetensors",
                        meta={"classes": list("abcde")})
     spec = cnnlab.io.read_spec(path)
     assert spec["model"]["name"] == "graph" and "arch" not in spec
-    back = cnnlab.load(path)
+    back = cnnlab.io.load_model(path)
     assert isinstance(back, GraphModule) and back.spec["classes"] == list("abcde")
     assert_same_outputs(model, back, (3, 11, 13), batches=(2,))
     with pytest.raises(ValueError, match="class"):
-        cnnlab.save(imported, tmp_path / "bad.safetensors", meta={"classes": ["a", "b"]})
+        cnnlab.io.save_model(imported, tmp_path / "bad.safetensors", meta={"classes": ["a", "b"]})
 
 
 def _graph(nodes, inputs, outputs, initializers=(), opset=17):

@@ -1,4 +1,4 @@
-"""The ops and modules behind imported graphs: pad, clamp and concatenation against central
+"""The ops and modules behind imported graphs: pad and concatenation against central
 differences (float64) and PyTorch, and GraphModule's wiring and validation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from gradcheck import check_gradients, distinct_values
 import cnnlab
 from cnnlab import Tensor, nn
 from cnnlab.onnx import graph
-from cnnlab.ops.pad import clamp, pad
+from cnnlab.ops.pad import pad
 
 PADS = [
     ((1, 2), "constant", 0.0),
@@ -26,12 +26,6 @@ PADS = [
 def test_pad_gradient(widths, mode, value, rng):
     x = Tensor(distinct_values((2, 2, 4, 5), rng), requires_grad=True)
     check_gradients(lambda: pad(x, widths, mode, value), [x], ["x"])
-
-
-@pytest.mark.parametrize("low,high", [(0.0, 6.0), (-0.3, None), (None, 0.25), (-0.5, 0.5)])
-def test_clamp_gradient(low, high, rng):
-    x = Tensor(distinct_values((3, 4, 5), rng) * 7.3, requires_grad=True)  # no value on a bound
-    check_gradients(lambda: clamp(x, low, high), [x], ["x"])
 
 
 def test_concat_gradient(rng):
@@ -68,14 +62,6 @@ def test_pad_matches_torch(widths, mode, value, dtype, rng):
                   (2, 3, 4, 5), rng, dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("low,high", [(0.0, 6.0), (-1.0, None), (None, 2.0)])
-def test_clamp_matches_torch(low, high, dtype, rng):
-    torch = pytest.importorskip("torch", reason="parity with PyTorch needs torch")
-    _torch_parity(lambda x: clamp(x, low, high), lambda x: torch.clamp(x, low, high),
-                  (3, 4, 5), rng, dtype)
-
-
 def test_pad_with_minus_infinity_keeps_float32():
     out = pad(Tensor(np.ones((1, 1, 2, 2), np.float32)), (0, 1, 0, 1), value=float("-inf"))
     assert out.dtype == np.float32 and out.shape == (1, 1, 3, 3)
@@ -94,12 +80,11 @@ def test_pad_rejects_bad_arguments(args, match):
         pad(Tensor(np.zeros((1, 2, 3, 4), np.float32)), *args)
 
 
-def test_clamp_rejects_bad_bounds():
-    x = Tensor(np.zeros(3, np.float32))
-    with pytest.raises(ValueError, match="at least one of min and max"):
-        clamp(x)
-    with pytest.raises(ValueError, match="min 2 is larger than max 1"):
-        clamp(x, 2, 1)
+def test_clip_rejects_bad_bounds():
+    with pytest.raises(ValueError, match="Clip needs min <= max"):
+        graph.Clip(2, 1)
+    with pytest.raises(ValueError, match="Clip needs min <= max"):
+        graph.Clip()
 
 
 # ----------------------------------------------------------------------------- GraphModule

@@ -128,7 +128,7 @@ def load_model(arg: str):
     if not path.is_file():
         raise CLIError(f"{arg}: no model file there; give a model.safetensors written by "
                        "`cnnlab train` (or its --out folder)")
-    model = cnnlab.load(path)
+    model = cnnlab.io.load_model(path)
     model.eval()
     return path, model
 

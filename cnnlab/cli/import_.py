@@ -13,7 +13,8 @@ EPILOG = """examples:
   cnnlab import net.onnx --out model.safetensors --classes cat,dog --mean 0.5 --std 0.25
   cnnlab import net.onnx --out model.safetensors --input 3x64x64   (open spatial dims)
 
-The model file then works with summary, predict, evaluate, inspect and cnnlab.load (and
+The model file then works with summary, predict, evaluate, inspect and
+cnnlab.io.load_model (and
 can be fine-tuned); running it needs only NumPy."""
 
 
@@ -85,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
         meta["normalization"] = {"mean": _floats(args.mean, "--mean"),
                                  "std": _floats(args.std, "--std")}
     try:
-        path = cnnlab.save(model, args.out, meta=meta)
+        path = cnnlab.io.save_model(model, args.out, meta=meta)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     kinds = Counter(type(m).__name__ for _, m in model.named_children())
     layers = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in kinds.most_common())
-    params = sum(p.size for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters())
     dims = "x".join(map(str, model.spec["input_shape"]))
     print(f"imported {args.onnx}: {len(model)} nodes ({layers}), {params:,} parameters, "
           f"input {dims}")

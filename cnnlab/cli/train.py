@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
               f"loss {result.loss:.4f}")
         info.update(test_accuracy=result.accuracy, test_loss=result.loss, test_n=result.n)
     # `info` tells evaluate where the data was, so it can find the same test set again.
-    cnnlab.save(model, out / MODEL_FILE, meta={"training": info})
+    cnnlab.io.save_model(model, out / MODEL_FILE, meta={"training": info})
     if not args.no_plot:
         _plot(state.history, out / CURVES_FILE)
     print(f"saved model to {out / MODEL_FILE}")

@@ -203,10 +203,10 @@ def _fuse_means(calls: list[Call]) -> list[Call]:
         nxt = calls[i + 1] if i + 1 < len(calls) else None
         if (call.target is Sum and nxt is not None and nxt.target is Mul
                 and nxt.inputs[0] is call.output and uses.get(id(call.output)) == 1
-                and nxt.inputs[1].size == 1):
+                and nxt.inputs[1].data.size == 1):
             x = call.inputs[0]
             axis = call.options["axis"]
-            count = x.size if axis is None else int(np.prod(
+            count = x.data.size if axis is None else int(np.prod(
                 [x.shape[a] for a in np.atleast_1d(axis)]))
             scale = nxt.inputs[1].data.reshape(())
             if scale == scale.dtype.type(1.0 / count):

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from cnnlab import nn
+from cnnlab.autograd import Function
 from cnnlab.models import register
 from cnnlab.nn.module import Module
-from cnnlab.ops import activation
-from cnnlab.ops.pad import clamp, pad
-from cnnlab.tensor import Function, Tensor
+from cnnlab.ops.pad import pad
+from cnnlab.tensor import Tensor
 
 __all__ = ["NODE_TYPES", "GraphModule", "check_config"]
 
@@ -148,11 +148,28 @@ class MatMul(_Binary):
     op = staticmethod(lambda a, b: a @ b)
 
 
+class Maximum(_Binary):
+    """The elementwise maximum of ``a`` and ``b``."""
+    op = staticmethod(lambda a, b: a.max(b))
+
+
+class Minimum(_Binary):
+    """The elementwise minimum of ``a`` and ``b``."""
+    op = staticmethod(lambda a, b: a.min(b))
+
+
 class Neg(Module):
     """``-x``."""
 
     def forward(self, x: Tensor) -> Tensor:
         return -x
+
+
+class Abs(Module):
+    """``|x|``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.abs()
 
 
 class Exp(Module):
@@ -183,13 +200,6 @@ class Pow(Module):
         return f"exponent={self.exponent:g}"
 
 
-class Identity(Module):
-    """Returns its input."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
-
-
 class Clip(Module):
     """Limit values to ``[min, max]`` (either may be None); ``Clip(0, 6)`` is ReLU6."""
 
@@ -197,10 +207,12 @@ class Clip(Module):
         super().__init__()
         self.min = None if min is None else float(min)
         self.max = None if max is None else float(max)
-        clamp(Tensor(np.zeros(1, np.float32)), self.min, self.max)  # validates the bounds
+        if self.min is None and self.max is None or (
+                self.min is not None and self.max is not None and self.min > self.max):
+            raise ValueError(f"Clip needs min <= max (one may be None), got {min}, {max}")
 
     def forward(self, x: Tensor) -> Tensor:
-        return clamp(x, self.min, self.max)
+        return x.clamp(self.min, self.max)
 
     def extra_repr(self) -> str:
         return f"min={self.min}, max={self.max}"
@@ -248,7 +260,7 @@ class Transpose(Module):
         self.perm = None if perm is None else [int(p) for p in perm]
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.transpose(*self.perm) if self.perm is not None else x.transpose()
+        return x.permute(*self.perm) if self.perm is not None else x.transpose()
 
     def extra_repr(self) -> str:
         return f"perm={self.perm}"
@@ -409,35 +421,21 @@ class ReduceMax(_Reduce):
     """Maximum over ``axes`` (all when None)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.max(axis=self._axes(x), keepdims=self.keepdims)
+        return x.amax(self._axes(x), keepdim=self.keepdims)
+
+
+class ReduceMin(_Reduce):
+    """Minimum over ``axes`` (all when None)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.amin(self._axes(x), keepdim=self.keepdims)
 
 
 class GlobalMaxPool(Module):
     """The maximum of each feature map: (N, C, H, W) -> (N, C, 1, 1)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
-
-
-class Softmax(Module):
-    """Softmax along ``dim``."""
-
-    def __init__(self, dim: int = -1):
-        super().__init__()
-        self.dim = int(dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return activation.softmax(x, self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-
-class LogSoftmax(Softmax):
-    """Log-softmax along ``dim``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return activation.log_softmax(x, self.dim)
+        return x.amax(tuple(range(2, x.ndim)), keepdim=True)
 
 
 class Gemm(Module):
@@ -451,8 +449,8 @@ class Gemm(Module):
         self.trans_a, self.trans_b = bool(trans_a), bool(trans_b)
 
     def forward(self, a: Tensor, b: Tensor, c: Tensor | None = None) -> Tensor:
-        a = a.transpose() if self.trans_a else a
-        b = b.transpose() if self.trans_b else b
+        a = a.t() if self.trans_a else a
+        b = b.t() if self.trans_b else b
         y = a @ b
         if self.alpha != 1:
             y = y * self.alpha
@@ -523,10 +521,10 @@ NODE_TYPES: dict[str, Callable[[dict[str, Any]], Module]] = {}
 
 for _cls in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d,
              nn.AdaptiveAvgPool2d, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Flatten,
-             nn.Dropout, Add, Sub, Mul, Div, MatMul, Neg, Exp, Log, Pow, Identity, Clip,
-             Reshape, Flatten, Transpose, Unsqueeze, Squeeze, Slice, Gather, Concatenate, Pad,
-             ReduceMean, ReduceSum, ReduceMax, GlobalMaxPool, Softmax, LogSoftmax, Gemm,
-             BatchNorm, Resize):
+             nn.Dropout, nn.Identity, nn.Softmax, nn.LogSoftmax, Add, Sub, Mul, Div, MatMul,
+             Maximum, Minimum, Neg, Abs, Exp, Log, Pow, Clip, Reshape, Flatten, Transpose,
+             Unsqueeze, Squeeze, Slice, Gather, Concatenate, Pad, ReduceMean, ReduceSum,
+             ReduceMax, ReduceMin, GlobalMaxPool, Gemm, BatchNorm, Resize):
     # The graph's own Flatten (ONNX's) is kept apart from nn.Flatten (PyTorch's).
     NODE_TYPES["OnnxFlatten" if _cls is Flatten else _cls.__name__] = _layer(_cls)
 for _name in ("ConvTranspose2d", "LSTM", "GRU", "Embedding"):  # layers of newer versions

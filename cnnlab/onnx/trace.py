@@ -1,8 +1,8 @@
 """Recording one forward pass: which layers and ops ran, on which tensors.
 
 While a :class:`Tracer` is installed, ``Module.__call__`` asks it whether it *claims* the
-module (a layer with an exporter, or an ``nn.Sequential``); a claimed layer runs as usual
-with recording switched off inside it and becomes one :class:`Call`. Every other op that
+module (a layer with an exporter); a claimed layer runs as usual with recording switched
+off inside it and becomes one :class:`Call`. Every other op that
 runs reports itself from ``Function.apply``, so a forward written as arbitrary Python —
 a ``+`` for a residual connection, a slice, a reshape — is recorded op by op. Only ops
 are seen: arithmetic done on ``.data`` outside cnnlab's ops is invisible, and its result
@@ -11,17 +11,13 @@ enters the graph as a constant.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.nn.layers import Sequential
+from cnnlab import autograd
 from cnnlab.nn.module import Module
 from cnnlab.onnx.registry import MODULE_EXPORTERS
 from cnnlab.tensor import Tensor
-
-# The module itself: `cnnlab.tensor` is also the name of a function in cnnlab's namespace.
-_tensor = sys.modules["cnnlab.tensor"]
 
 
 def flatten_tensors(value: Any) -> list[Tensor]:
@@ -74,31 +70,17 @@ class Tracer:
         self.calls: list[Call] = []
 
     def claims(self, module: Module) -> bool:
-        return type(module) in MODULE_EXPORTERS or type(module) is Sequential
+        return type(module) in MODULE_EXPORTERS
 
     def call_module(self, module: Module, args: tuple, kwargs: dict[str, Any]) -> Any:
-        if type(module) is Sequential:
-            # The layers in the written order (the fused fast paths are for running, not
-            # for describing), then the container's own hooks.
-            if len(args) != 1 or kwargs:
-                raise TypeError("Sequential takes one input")
-            out = args[0]
-            for layer in module:
-                out = layer(out)
-        else:
-            saved, _tensor._tracer = _tensor._tracer, None
-            try:
-                out = module(*args, **kwargs)
-            finally:
-                _tensor._tracer = saved
-            name = self.names.get(id(module)) or type(module).__name__
-            self.calls.append(Call(module, name, flatten_tensors((args, kwargs)), args,
-                                   dict(kwargs), out))
-            return out
-        for hook in list(module._forward_hooks.values()):
-            result = hook(module, args, out)
-            if result is not None:
-                out = result
+        saved, autograd._tracer = autograd._tracer, None
+        try:
+            out = module(*args, **kwargs)
+        finally:
+            autograd._tracer = saved
+        name = self.names.get(id(module)) or type(module).__name__
+        self.calls.append(Call(module, name, flatten_tensors((args, kwargs)), args,
+                               dict(kwargs), out))
         return out
 
     def record_function(self, cls: type, inputs: tuple, options: dict[str, Any],
@@ -117,13 +99,13 @@ def trace(model: Module, inputs: tuple[Tensor, ...]) -> tuple[list[Call], Any]:
     """
     from cnnlab import no_grad
 
-    if _tensor._tracer is not None:
+    if autograd._tracer is not None:
         raise RuntimeError("a forward pass is already being traced (export is not reentrant)")
     tracer = Tracer(model)
-    _tensor._tracer = tracer
+    autograd._tracer = tracer
     try:
         with no_grad():
             out = model(*inputs)
     finally:
-        _tensor._tracer = None
+        autograd._tracer = None
     return tracer.calls, out

@@ -1,4 +1,4 @@
-"""pad and clamp: padding a tensor's borders and limiting its values, as in PyTorch."""
+"""pad: padding a tensor's borders (constant, reflected or replicated), as in PyTorch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnnlab.tensor import Function, Tensor
+from cnnlab.autograd import Function
+from cnnlab.tensor import Tensor
 
 PAD_MODES = ("constant", "reflect", "replicate")
 
@@ -107,40 +108,3 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     if math.isnan(value):
         raise ValueError("pad value must be a number or +-inf, got nan")
     return Pad.apply(input, widths=tuple(per_axis), mode=mode, value=value)
-
-
-class Clamp(Function):
-    def forward(self, x, *, low, high):
-        self.inside = np.ones(x.shape, dtype=bool)
-        if low is not None:
-            self.inside &= x >= x.dtype.type(low)
-        if high is not None:
-            self.inside &= x <= x.dtype.type(high)
-        return np.clip(x, None if low is None else x.dtype.type(low),
-                       None if high is None else x.dtype.type(high))
-
-    def backward(self, grad):
-        return grad * self.inside
-
-
-def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
-    """Limit every value to ``[min, max]`` (either bound may be None), PyTorch's
-    ``torch.clamp``; ``clamp(x, 0, 6)`` is ReLU6.
-
-    The gradient is passed where ``min <= x <= max`` and is 0 outside, as in PyTorch.
-
-    Raises:
-        ValueError: if both bounds are None, or ``min > max``.
-
-    Example:
-        >>> import cnnlab
-        >>> from cnnlab.ops.pad import clamp
-        >>> clamp(cnnlab.Tensor([-1.0, 3.0, 8.0]), 0, 6)
-        Tensor([0. 3. 6.])
-    """
-    if min is None and max is None:
-        raise ValueError("clamp needs at least one of min and max")
-    if min is not None and max is not None and min > max:
-        raise ValueError(f"clamp: min {min} is larger than max {max}")
-    return Clamp.apply(input, low=None if min is None else float(min),
-                       high=None if max is None else float(max))

@@ -1,6 +1,7 @@
 """Activations: ``ReLU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``softmax``,
-``log_softmax``, ``clamp`` (ReLU6) and ``Dropout`` (the identity in inference) <-> the ONNX
-ops of the same names (``Clip`` for clamp)."""
+``log_softmax``, ``clamp`` (ReLU6), ``Dropout`` (the identity in inference) and
+``Identity`` <-> the ONNX ops of the same names (``Clip`` for clamp); the fused layers of
+``nn.fuse`` <-> their layers' ops."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 from cnnlab import nn
 from cnnlab.onnx.registry import exports, imports
 from cnnlab.ops import activation as act
+from cnnlab.ops import basic
 from cnnlab.ops import dropout as dropout_op
-from cnnlab.ops import pad as pad_op
 
 _LAYERS = {nn.ReLU: "Relu", nn.Sigmoid: "Sigmoid", nn.Tanh: "Tanh"}
 _OPS = {act.ReLU: "Relu", act.Sigmoid: "Sigmoid", act.Tanh: "Tanh"}
@@ -62,11 +63,11 @@ def export_softmax(ctx: Any, call: Any) -> None:
              axis=int(call.options["dim"]))
 
 
-for _name in ("Softmax", "LogSoftmax"):  # layers of newer versions
-    if hasattr(nn, _name):
-        exports(getattr(nn, _name))(lambda ctx, call, _op=_name: ctx.node(
-            _op, [ctx.name(call.inputs[0])], [ctx.out(call.output)],
-            axis=int(call.module.dim if call.module.dim is not None else -1)))
+@exports(nn.Softmax, nn.LogSoftmax)
+def export_softmax_layer(ctx: Any, call: Any) -> None:
+    op_type = "LogSoftmax" if isinstance(call.module, nn.LogSoftmax) else "Softmax"
+    ctx.node(op_type, [ctx.name(call.inputs[0])], [ctx.out(call.output)],
+             axis=int(call.module.dim))
 
 
 @imports("Softmax", "LogSoftmax")
@@ -83,11 +84,15 @@ def import_softmax(b: Any, node: Any) -> None:
 # ----------------------------------------------------------------------------- clip
 
 
-@exports(pad_op.Clamp)
+@exports(basic.Clamp)
 def export_clamp(ctx: Any, call: Any) -> None:
     x, o = call.inputs[0], call.options
-    bounds = ["" if o[k] is None else ctx.const(np.asarray(o[k], x.dtype), f"{call.name}.{k}")
-              for k in ("low", "high")]
+    for k in ("low", "high"):
+        if o[k] is not None and np.size(getattr(o[k], "data", o[k])) != 1:
+            ctx.fail("clamp with tensor bounds has no exporter (number bounds do)")
+    bounds = ["" if o[k] is None else ctx.const(
+        np.asarray(getattr(o[k], "data", o[k]), x.dtype).reshape(()), f"{call.name}.{k}")
+        for k in ("low", "high")]
     while bounds and bounds[-1] == "":
         bounds.pop()
     ctx.node("Clip", [ctx.name(x), *bounds], [ctx.out(call.output)])
@@ -101,6 +106,10 @@ def import_clip(b: Any, node: Any) -> None:
         low = float(b.const(node.input[1], "min").reshape(()))
     if b.has(2):
         high = float(b.const(node.input[2], "max").reshape(()))
+    if low is not None and np.isinf(low) and low < 0:
+        low = None
+    if high is not None and np.isinf(high) and high > 0:
+        high = None
     if low == 0 and high is None:
         b.emit("ReLU", {}, [node.input[0]])
     elif low is None and high is None:
@@ -112,8 +121,8 @@ def import_clip(b: Any, node: Any) -> None:
 # ----------------------------------------------------------------------------- dropout
 
 
-@exports(nn.Dropout, dropout_op.Dropout)
-def export_dropout(ctx: Any, call: Any) -> None:
+@exports(nn.Dropout, dropout_op.Dropout, nn.Identity, basic.Clone)
+def export_identity(ctx: Any, call: Any) -> None:
     ctx.node("Identity", [ctx.name(call.inputs[0])], [ctx.out(call.output)])
 
 
@@ -130,3 +139,34 @@ def import_dropout(b: Any, node: Any) -> None:
 @imports("Identity")
 def import_identity(b: Any, node: Any) -> None:
     b.alias(node.output[0], node.input[0])
+
+
+# ----------------------------------------------------------------------------- fused layers
+
+
+@exports(nn.ConvReLU2d, nn.ConvReLUMaxPool2d)
+def export_fused_conv(ctx: Any, call: Any) -> None:
+    from cnnlab.onnx.converters.conv import write_conv
+    from cnnlab.onnx.converters.pool import write_pool
+
+    m = call.module
+    conv = ctx.fresh(f"{call.name}.conv")
+    write_conv(ctx, call, ctx.name(call.inputs[0]), conv, m.weight, m.bias, m.stride,
+               m.padding, m.dilation, m.groups)
+    if isinstance(m, nn.ConvReLUMaxPool2d):
+        pooled = ctx.fresh(f"{call.name}.pool")
+        write_pool(ctx, f"{call.name}.pool", "MaxPool", conv, pooled, *m.pool)
+        ctx.node("Relu", [pooled], [ctx.out(call.output)], name=f"{call.name}.relu")
+    else:
+        ctx.node("Relu", [conv], [ctx.out(call.output)], name=f"{call.name}.relu")
+
+
+@exports(nn.ReLUMaxPool2d)
+def export_relu_max_pool(ctx: Any, call: Any) -> None:
+    from cnnlab.onnx.converters.pool import write_pool
+
+    m = call.module
+    pooled = ctx.fresh(f"{call.name}.pool")
+    write_pool(ctx, f"{call.name}.pool", "MaxPool", ctx.name(call.inputs[0]), pooled,
+               m.kernel_size, m.stride, m.padding)
+    ctx.node("Relu", [pooled], [ctx.out(call.output)], name=f"{call.name}.relu")

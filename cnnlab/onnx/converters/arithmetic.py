@@ -12,8 +12,9 @@ import numpy as np
 from cnnlab.onnx.registry import exports, imports
 from cnnlab.ops import basic
 
-_BINARY = {basic.Add: "Add", basic.Sub: "Sub", basic.Mul: "Mul", basic.Div: "Div"}
-_UNARY = {basic.Neg: "Neg", basic.Exp: "Exp", basic.Log: "Log"}
+_BINARY = {basic.Add: "Add", basic.Sub: "Sub", basic.Mul: "Mul", basic.Div: "Div",
+           basic.Maximum: "Max", basic.Minimum: "Min"}
+_UNARY = {basic.Neg: "Neg", basic.Exp: "Exp", basic.Log: "Log", basic.Abs: "Abs"}
 
 
 @exports(*_BINARY)
@@ -56,7 +57,15 @@ def import_binary(b: Any, node: Any) -> None:
     emit_binary(b, node, node.op_type)
 
 
-@imports("Neg", "Exp", "Log")
+@imports("Max", "Min")
+def import_extreme(b: Any, node: Any) -> None:
+    inputs = [n for n in node.input if n]
+    if len(inputs) != 2:
+        b.fail(f"cnnlab imports {node.op_type} of two inputs, got {len(inputs)}")
+    emit_binary(b, node, "Maximum" if node.op_type == "Max" else "Minimum")
+
+
+@imports("Neg", "Exp", "Log", "Abs")
 def import_unary(b: Any, node: Any) -> None:
     b.emit(node.op_type, {}, [node.input[0]])
 
@@ -106,12 +115,13 @@ def export_mean(ctx: Any, call: Any) -> None:
     _write_reduce(ctx, call, "ReduceMean", ctx.opset >= 18)
 
 
-@exports(basic.Max)
-def export_max(ctx: Any, call: Any) -> None:
-    _write_reduce(ctx, call, "ReduceMax", ctx.opset >= 18)
+@exports(basic.Extreme)
+def export_extreme(ctx: Any, call: Any) -> None:
+    op_type = "ReduceMax" if call.options["fn"] == "max" else "ReduceMin"
+    _write_reduce(ctx, call, op_type, ctx.opset >= 18)
 
 
-@imports("ReduceMean", "ReduceSum", "ReduceMax")
+@imports("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def import_reduce(b: Any, node: Any) -> None:
     attrs = b.attrs()
     axes = attrs.get("axes")
@@ -124,3 +134,61 @@ def import_reduce(b: Any, node: Any) -> None:
             b.alias(node.output[0], node.input[0])
             return
     b.emit(node.op_type, {"axes": axes, "keepdims": keepdims}, [node.input[0]])
+
+
+# ----------------------------------------------------------------------------- copies
+
+
+_ONNX_TYPES = {"float32": 1, "uint8": 2, "int8": 3, "int16": 5, "int32": 6, "int64": 7,
+               "bool": 9, "float16": 10, "float64": 11}
+
+
+@exports(basic.Cast)
+def export_cast(ctx: Any, call: Any) -> None:
+    to = _ONNX_TYPES.get(np.dtype(call.options["dtype"]).name)
+    if to is None:
+        ctx.fail(f"a cast to {call.options['dtype']} has no ONNX type")
+    ctx.node("Cast", [ctx.name(call.inputs[0])], [ctx.out(call.output)], to=to)
+
+
+@exports(basic.Expand)
+def export_expand(ctx: Any, call: Any) -> None:
+    x = call.inputs[0]
+    lead = call.output.ndim - x.ndim
+    dynamic = ctx.dynamic(call.output, call.alt.output)
+    x_dynamic = ctx.dynamic(x, call.alt.inputs[0])
+    shape = []
+    for i, (n, d) in enumerate(zip(call.output.shape, dynamic, strict=True)):
+        if d:  # the batch: kept from the input, where ONNX's 1 means "as it is"
+            if i < lead or not x_dynamic[i - lead]:
+                ctx.fail("expanding a dimension to the batch size has no exporter")
+            n = 1
+        shape.append(int(n))
+    ctx.node("Expand", [ctx.name(x), ctx.ints(shape, f"{call.name}.shape")],
+             [ctx.out(call.output)])
+
+
+@exports(basic.Repeat)
+def export_repeat(ctx: Any, call: Any) -> None:
+    x, reps = call.inputs[0], list(call.options["reps"])
+    name = ctx.name(x)
+    if len(reps) > x.ndim:  # new leading dimensions first, as PyTorch's repeat does
+        shaped = ctx.fresh(f"{call.name}.unsqueeze")
+        ctx.node("Unsqueeze", [name, ctx.ints(list(range(len(reps) - x.ndim)),
+                                              f"{call.name}.axes")], [shaped],
+                 name=f"{call.name}.unsqueeze")
+        name = shaped
+    ctx.node("Tile", [name, ctx.ints(reps, f"{call.name}.reps")], [ctx.out(call.output)])
+
+
+@exports(basic.Where)
+def export_where(ctx: Any, call: Any) -> None:
+    condition = np.asarray(call.options["condition"])
+    other = np.asarray(call.alt.options["condition"])
+    if condition.shape != other.shape or (
+            condition.shape == other.shape and not np.array_equal(condition, other)):
+        ctx.fail("where() with a condition computed from the input has no exporter (the "
+                 "condition must be a constant)")
+    a, b = call.inputs
+    ctx.node("Where", [ctx.const(condition.astype(bool), f"{call.name}.condition"),
+                       ctx.name(a), ctx.name(b)], [ctx.out(call.output)])

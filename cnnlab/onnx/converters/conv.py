@@ -11,31 +11,33 @@ from cnnlab.onnx.registry import exports, imports
 from cnnlab.ops import conv as conv_op
 
 
-def _write_conv(ctx: Any, call: Any, x: str, weight: Any, bias: Any, stride: Any,
-                padding: Any, dilation: Any, groups: int, relu: bool = False) -> None:
+def write_conv(ctx: Any, call: Any, x: str, out: str, weight: Any, bias: Any, stride: Any,
+               padding: Any, dilation: Any, groups: int) -> None:
+    """A ``Conv`` node from ``x`` to the value ``out``."""
     inputs = [x, ctx.name(weight)] + ([ctx.name(bias)] if bias is not None else [])
     ph, pw = padding
-    conv_out = ctx.fresh(f"{call.name}.conv") if relu else ctx.out(call.output)
-    ctx.node("Conv", inputs, [conv_out], kernel_shape=list(weight.shape[2:]),
+    ctx.node("Conv", inputs, [out], name=call.name, kernel_shape=list(weight.shape[2:]),
              strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation),
              group=int(groups))
-    if relu:
-        ctx.node("Relu", [conv_out], [ctx.out(call.output)], name=f"{call.name}.relu")
 
 
 @exports(nn.Conv2d)
 def export_conv2d_layer(ctx: Any, call: Any) -> None:
     m = call.module
-    _write_conv(ctx, call, ctx.name(call.inputs[0]), m.weight, m.bias, m.stride, m.padding,
-                m.dilation, m.groups)
+    write_conv(ctx, call, ctx.name(call.inputs[0]), ctx.out(call.output), m.weight, m.bias,
+               m.stride, m.padding, m.dilation, m.groups)
 
 
 @exports(conv_op.Conv2d)
 def export_conv2d(ctx: Any, call: Any) -> None:
     x, weight, *rest = call.inputs
     o = call.options
-    _write_conv(ctx, call, ctx.name(x), weight, rest[0] if rest else None, o["stride"],
-                o["padding"], o["dilation"], o["groups"], relu=bool(o.get("relu")))
+    relu = bool(o.get("relu"))
+    out = ctx.fresh(f"{call.name}.conv") if relu else ctx.out(call.output)
+    write_conv(ctx, call, ctx.name(x), out, weight, rest[0] if rest else None, o["stride"],
+               o["padding"], o["dilation"], o["groups"])
+    if relu:
+        ctx.node("Relu", [out], [ctx.out(call.output)], name=f"{call.name}.relu")
 
 
 @imports("Conv")

@@ -13,26 +13,29 @@ from cnnlab.onnx.registry import exports, imports
 from cnnlab.ops import pool as pool_op
 
 
-def _write_pool(ctx: Any, call: Any, op_type: str, kernel: Any, stride: Any,
-                padding: Any) -> None:
+def write_pool(ctx: Any, name: str, op_type: str, x: str, out: str, kernel: Any, stride: Any,
+               padding: Any) -> None:
+    """A ``MaxPool`` or ``AveragePool`` node (padding counted in averages, as cnnlab's)."""
     ph, pw = padding
     extra = {"count_include_pad": 1} if op_type == "AveragePool" else {}
-    ctx.node(op_type, [ctx.name(call.inputs[0])], [ctx.out(call.output)],
-             kernel_shape=list(kernel), strides=list(stride), pads=[ph, pw, ph, pw], **extra)
+    ctx.node(op_type, [x], [out], name=name, kernel_shape=list(kernel), strides=list(stride),
+             pads=[ph, pw, ph, pw], **extra)
 
 
 @exports(nn.MaxPool2d, nn.AvgPool2d)
 def export_pool_layer(ctx: Any, call: Any) -> None:
     m = call.module
     op_type = "MaxPool" if isinstance(m, nn.MaxPool2d) else "AveragePool"
-    _write_pool(ctx, call, op_type, m.kernel_size, m.stride, m.padding)
+    write_pool(ctx, call.name, op_type, ctx.name(call.inputs[0]), ctx.out(call.output),
+               m.kernel_size, m.stride, m.padding)
 
 
 @exports(pool_op.MaxPool2d, pool_op.AvgPool2d)
 def export_pool(ctx: Any, call: Any) -> None:
     o = call.options
     op_type = "MaxPool" if call.target is pool_op.MaxPool2d else "AveragePool"
-    _write_pool(ctx, call, op_type, o["kernel_size"], o["stride"], o["padding"])
+    write_pool(ctx, call.name, op_type, ctx.name(call.inputs[0]), ctx.out(call.output),
+               o["kernel_size"], o["stride"], o["padding"])
 
 
 @exports(nn.AdaptiveAvgPool2d)

@@ -42,7 +42,7 @@ def export_reshape(ctx: Any, call: Any) -> None:
 
 @exports(nn.Flatten)
 def export_flatten_layer(ctx: Any, call: Any) -> None:
-    if call.module.start_dim == 1 and call.output.ndim == 2:
+    if call.module.start_dim == 1 and call.module.end_dim == -1:
         ctx.node("Flatten", [ctx.name(call.inputs[0])], [ctx.out(call.output)], axis=1)
     else:
         write_reshape(ctx, call, call.inputs[0])
