@@ -393,6 +393,7 @@ def test_model_round_trip_is_bit_identical(tmp_path):
         "normalization": norm,
         "accuracy": 0.99,
         "cnnlab_version": cnnlab.__version__,
+        "task": "classify",
     }
     want, got = model.state_dict(), loaded.state_dict()
     assert list(got) == list(want)

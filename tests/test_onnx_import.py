@@ -204,8 +204,6 @@ def test_an_imported_model_saves_as_a_model_file(tmp_path, rng):
     back = cnnlab.io.load_model(path)
     assert isinstance(back, GraphModule) and back.spec["classes"] == list("abcde")
     assert_same_outputs(model, back, (3, 11, 13), batches=(2,))
-    with pytest.raises(ValueError, match="class"):
-        cnnlab.io.save_model(imported, tmp_path / "bad.safetensors", meta={"classes": ["a", "b"]})
 
 
 def _graph(nodes, inputs, outputs, initializers=(), opset=17):
@@ -336,7 +334,7 @@ def test_import_then_summary_predict_inspect_and_export(tmp_path, capsys, rng):
     image = tmp_path / "img.png"
     Image.fromarray((rng.random((9, 9, 3)) * 255).astype(np.uint8)).save(image)
     assert main(["predict", str(out), str(image), "--json"]) == 0
-    pred = json.loads(capsys.readouterr().out)["predictions"][0]
+    pred = json.loads(capsys.readouterr().out.splitlines()[0])
     x = np.asarray(Image.open(image), np.float32).transpose(2, 0, 1)[None] / 255
     with torch.no_grad():
         logits = model(torch.from_numpy((x - 0.5) / 0.25))

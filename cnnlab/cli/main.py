@@ -45,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cnnlab.kernels.memory import keep_freed_memory
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # a command owns its process: reuse each step's memory
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -214,6 +214,11 @@ class DataLoader:
         self._generator = generator
 
     @property
+    def num_samples(self) -> int:
+        """Samples in the dataset (per epoch, before ``drop_last``)."""
+        return self._n
+
+    @property
     def generator(self) -> np.random.Generator:
         """The generator in use: the one given, else cnnlab's global one (looked up now)."""
         return self._generator if self._generator is not None else default_generator()

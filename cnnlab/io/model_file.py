@@ -10,11 +10,8 @@ The weights are the model's ``state_dict`` (dotted names as tensor names). The h
                       "normalization": {"mean": [0.1307], "std": [0.3081]} or null,
                       "cnnlab_version": "0.1.0", ...any other JSON the caller added}
 
-:func:`load` rebuilds the network from ``spec["arch"]`` with :func:`cnnlab.arch.build` — or,
-for a network that is not a chain of layers (e.g. one imported from ONNX), from
-``spec["model"] = {"name": ..., "config": {...}}`` with the builder of that name in
-:mod:`cnnlab.models` — and copies the weights in: the file holds data only, so loading it
-never runs code.
+:func:`load` rebuilds the network from ``spec["arch"]`` with :func:`cnnlab.arch.build` and
+copies the weights in: the file holds data only, so loading it never runs code.
 """
 
 from __future__ import annotations
@@ -87,24 +84,30 @@ def check_spec(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise ValueError(f"a model spec must be a dict, got {type(spec).__name__}")
     spec = _plain(dict(spec))
-    if spec.get("model") is not None:
-        _check_model_entry(spec["model"])
-        keys = ("input_shape",)
-    else:
-        keys = ("arch", "input_shape")
-    for key in keys:
-        if spec.get(key) is None:
-            raise ValueError(
-                f"the model spec has no {key!r}; a model file needs the architecture string "
-                "(or a registered model and its config) and the input shape to rebuild the "
-                "model, e.g. spec={'arch': 'conv3x3x16p1-relu-pool2-fc10', "
-                "'input_shape': [1, 28, 28]}"
-            )
+    if spec.get("input_shape") is None or (spec.get("arch") is None and
+                                           spec.get("model") is None):
+        missing = "input_shape" if spec.get("input_shape") is None else "arch"
+        raise ValueError(
+            f"the model spec has no {missing!r}; a model file needs the architecture (an "
+            "architecture string, or a registered model's name and config) and the input "
+            "shape to rebuild the model, e.g. spec={'arch': 'conv3x3x16p1-relu-pool2-fc10', "
+            "'input_shape': [1, 28, 28]}"
+        )
     if spec.get("arch") is not None:
         if not isinstance(spec["arch"], str):
-            raise ValueError(
-                f"spec['arch'] must be a string, got {type(spec['arch']).__name__}")
+            raise ValueError(f"spec['arch'] must be a string, got {type(spec['arch']).__name__}")
         spec["arch"] = arch.to_string(arch.resolve(spec["arch"]))
+    else:
+        model = spec["model"]
+        if not isinstance(model, Mapping) or not isinstance(model.get("name"), str) or \
+                not isinstance(model.get("config", {}), Mapping):
+            raise ValueError(f"spec['model'] must be {{'name': str, 'config': dict}}, got "
+                             f"{model!r}")
+        spec["model"] = {"name": model["name"], "config": dict(model.get("config", {}))}
+    task = spec.get("task", "classify")
+    if not isinstance(task, str):
+        raise ValueError(f"spec['task'] must be a string, got {task!r}")
+    spec["task"] = task
     shape = spec["input_shape"]
     if (
         not isinstance(shape, (list, tuple))
@@ -156,46 +159,24 @@ def check_spec(spec: Any) -> dict[str, Any]:
     return spec
 
 
-def _check_model_entry(entry: Any) -> None:
+def build_from_spec(spec: Mapping[str, Any]) -> Any:
+    """The untrained network a (checked) spec describes: from its architecture string, or
+    from the registered model builder it names (:mod:`cnnlab.models`).
+
+    Raises:
+        ValueError: when the architecture does not build.
+    """
+    if spec.get("arch") is not None:
+        from cnnlab import arch
+
+        return arch.build(spec["arch"], spec["input_shape"])
     from cnnlab import models
 
-    if (not isinstance(entry, Mapping) or set(entry) != {"name", "config"}
-            or not isinstance(entry["name"], str) or not isinstance(entry["config"], Mapping)):
-        raise ValueError(f"spec['model'] must be {{'name': str, 'config': {{...}}}}, got "
-                         f"{str(entry)[:200]}")
-    if entry["name"] not in models.names():
-        raise ValueError(f"spec['model'] names the unknown model {entry['name']!r}; known "
-                         f"models: {', '.join(models.names())}")
+    return models.build(spec["model"]["name"], spec["model"]["config"])
 
 
-def _build(spec: Mapping[str, Any]) -> Any:
-    """The untrained network a spec describes: its registered model, or its arch string."""
-    from cnnlab import arch, models
-
-    with _keep_rng():
-        if spec.get("model") is not None:
-            return models.build(spec["model"]["name"], dict(spec["model"]["config"]))
-        return arch.build(spec["arch"], spec["input_shape"])
-
-
-def _output_count(model: Any, spec: Mapping[str, Any]) -> int:
-    """How many values the model outputs per sample."""
-    from cnnlab import arch
-
-    if spec.get("model") is None:
-        return math.prod(arch.plan(spec["arch"], spec["input_shape"])[-1]["output_shape"])
-    from cnnlab import no_grad
-    from cnnlab.tensor import Tensor
-
-    was_training = model.training
-    model.eval()
-    try:
-        with _keep_rng(), no_grad():
-            out = model(Tensor(np.zeros((1, *spec["input_shape"]), dtype=np.float32)))
-    finally:
-        model.train(was_training)
-    out = out[0] if isinstance(out, tuple) else out
-    return math.prod(out.shape[1:])
+def _what(spec: Mapping[str, Any]) -> str:
+    return spec["arch"] if spec.get("arch") is not None else spec["model"]["name"]
 
 
 def _describe(shape: tuple[int, ...]) -> str:
@@ -288,6 +269,8 @@ def save(
         >>> load(path).spec["classes"]
         ['cat', 'dog']
     """
+    from cnnlab import arch
+
     merged = dict(getattr(model, "spec", None) or {})
     merged.update(spec or {})
     merged.update(meta or {})
@@ -303,14 +286,17 @@ def save(
     merged = check_spec(merged)
 
     tensors = model.state_dict()
-    what = "spec['model']" if merged.get("model") is not None else "spec['arch']"
-    try:
-        fresh = _build(merged)
-    except ValueError as exc:
-        raise ValueError(f"cannot save: {what} does not build: {exc}") from None
-    check_weights(fresh, tensors, "cannot save", merged.get("arch"))
-    outputs = _output_count(model, merged)
-    if merged["classes"] is not None and len(merged["classes"]) != outputs:
+    with _keep_rng():
+        try:
+            fresh = build_from_spec(merged)
+        except ValueError as exc:
+            raise ValueError(f"cannot save: the spec's architecture does not build: {exc}"
+                             ) from None
+    check_weights(fresh, tensors, "cannot save", _what(merged))
+    outputs = None if merged.get("arch") is None else math.prod(
+        arch.plan(merged["arch"], merged["input_shape"])[-1]["output_shape"])
+    if outputs is not None and merged["classes"] is not None and \
+            len(merged["classes"]) != outputs:
         raise ValueError(
             f"cannot save: spec['classes'] has {len(merged['classes'])} names, but the model "
             f"outputs {outputs} scores; give one name per output"
@@ -379,8 +365,7 @@ def load(path: str | os.PathLike) -> Any:
         path: the file, or a directory holding ``model.safetensors``.
 
     Returns:
-        The ``nn.Sequential`` (or the registered model the spec names), in eval mode, with
-        ``model.spec`` set. Weights are
+        The ``nn.Sequential``, in eval mode, with ``model.spec`` set. Weights are
         bit-identical to the saved ones; a float64 model comes back as float64.
 
     Raises:
@@ -388,16 +373,18 @@ def load(path: str | os.PathLike) -> Any:
             files are refused without being opened as such), has no cnnlab spec, or its
             weights do not fit its architecture (naming each layer and both shapes).
     """
+
     path = _resolve_path(path)
     tensors, metadata = safetensors.load_file_with_metadata(path)
     spec = _spec_from_metadata(metadata, path)
-    try:
-        model = _build(spec)
-    except ValueError as exc:
-        raise ModelFileError(
-            f"{path}: its architecture cannot be built ({exc}); save the model again."
-        ) from None
-    check_weights(model, tensors, path, spec.get("arch"))
+    with _keep_rng():
+        try:
+            model = build_from_spec(spec)
+        except ValueError as exc:
+            raise ModelFileError(
+                f"{path}: its architecture cannot be built ({exc}); save the model again."
+            ) from None
+    check_weights(model, tensors, path, _what(spec))
     dtype = _float_dtype(tensors, path)
     if dtype is not None:
         model.to(dtype)

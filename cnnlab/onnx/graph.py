@@ -34,7 +34,6 @@ import numpy as np
 
 from cnnlab import nn
 from cnnlab.autograd import Function
-from cnnlab.models import register
 from cnnlab.nn.module import Module
 from cnnlab.ops.pad import pad
 from cnnlab.tensor import Tensor
@@ -732,9 +731,3 @@ def _flatten(out: Any) -> list[Any]:
     if isinstance(out, (tuple, list)):
         return [leaf for item in out for leaf in _flatten(item)]
     return [out]
-
-
-@register("graph")
-def build_graph(config: dict[str, Any]) -> GraphModule:
-    """The model-file builder of a :class:`GraphModule` (see :mod:`cnnlab.models`)."""
-    return GraphModule(config)
