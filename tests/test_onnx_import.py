@@ -346,6 +346,18 @@ def test_import_then_summary_predict_inspect_and_export(tmp_path, capsys, rng):
     assert (tmp_path / "pics" / "feature_maps_conv1.png").is_file()
     capsys.readouterr()
 
+    # explain works on numbers: a layer's weights and an input, saved from the model.
+    conv = cnnlab.io.load_model(out)["conv1"]
+    np.savez(tmp_path / "conv1.npz", input=rng.random((8, 5, 5)).astype(np.float32),
+             weight=conv.weight.data, bias=conv.bias.data)
+    assert main(["explain", "conv", "--values", str(tmp_path / "conv1.npz"), "--stride", "1",
+                 "--padding", "1", "--json"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    image = np.load(tmp_path / "conv1.npz")["input"][None]
+    with cnnlab.no_grad():
+        expected = conv(Tensor(image)).data[0]
+    np.testing.assert_allclose(explained["output"], expected, rtol=1e-4, atol=1e-5)
+
     assert main(["export", str(out), "--out", str(tmp_path / "again.onnx")]) == 0
     assert "Nx3x9x9" in capsys.readouterr().out
     again = load(tmp_path / "again.onnx")
