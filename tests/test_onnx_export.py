@@ -257,3 +257,111 @@ def test_bad_opset_and_sample(tmp_path):
         export(model, np.zeros((1, 3), np.float32), tmp_path / "m.onnx", opset=9)
     with pytest.raises(ONNXError, match=r"expected a batch \(N, ...\) with N >= 1"):
         export(model, np.zeros((0, 3), np.float32), tmp_path / "m.onnx")
+
+
+# ----------------------------------------------------------------------------- PyTorch's layers
+# The exporters of ConvTranspose2d, Upsample, LSTM and GRU follow PyTorch's semantics. Stand-in
+# layers with PyTorch's attributes and parameter names (their own forward only gives the
+# output's shape) are exported with them, and onnxruntime's results are compared with
+# PyTorch's layers holding the same weights.
+
+
+class _StandIn(nn.Module):
+    def __init__(self, torch_layer, out_shape):
+        super().__init__()
+        self._out_shape = out_shape
+        for name, value in vars(torch_layer).items():
+            if not name.startswith("_") and name != "training":
+                setattr(self, name, value)
+        for name, p in torch_layer.named_parameters():
+            setattr(self, name, cnnlab.nn.Parameter(p.detach().numpy().copy()))
+
+    def forward(self, x, *state):
+        shapes = self._out_shape(x.shape)
+        outs = [Tensor(np.zeros(s, np.float32)) for s in shapes]
+        return outs[0] if len(outs) == 1 else (outs[0], tuple(outs[1:]))
+
+
+def _export_stand_in(torch_layer, out_shape, sample, path, kind):
+    from cnnlab.onnx.converters import conv, recurrent, resize
+    from cnnlab.onnx.registry import MODULE_EXPORTERS
+
+    cls = type(f"{kind}StandIn", (_StandIn,), {})
+    fn = {"ConvTranspose2d": conv.export_conv_transpose2d_layer,
+          "Upsample": resize.export_upsample, "LSTM": recurrent.export_lstm,
+          "GRU": recurrent.export_gru}[kind]
+    MODULE_EXPORTERS[cls] = fn
+    try:
+        model = cls(torch_layer, out_shape)
+        export(model, sample, path)
+    finally:
+        del MODULE_EXPORTERS[cls]
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(k=3, stride=2, padding=1, output_padding=1, groups=1, dilation=1),
+    dict(k=4, stride=2, padding=1, output_padding=0, groups=2, dilation=1),
+    dict(k=3, stride=1, padding=0, output_padding=0, groups=1, dilation=2),
+])
+def test_conv_transpose_exporter_matches_pytorch(cfg, tmp_path, rng):
+    torch = pytest.importorskip("torch", reason="compared with PyTorch's layer")
+    layer = torch.nn.ConvTranspose2d(4, 6, cfg["k"], stride=cfg["stride"],
+                                     padding=cfg["padding"], output_padding=cfg["output_padding"],
+                                     groups=cfg["groups"], dilation=cfg["dilation"])
+    x = rng.standard_normal((3, 4, 5, 7)).astype(np.float32)
+    with torch.no_grad():
+        expected = layer(torch.from_numpy(x)).numpy()
+    session = _export_stand_in(layer, lambda s: [(s[0], *expected.shape[1:])], x[:1],
+                               tmp_path / "ct.onnx", "ConvTranspose2d")
+    assert rel_error(session.run(None, {"input": x})[0], expected) <= TOL
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(scale_factor=2, mode="nearest"), dict(size=(7, 9), mode="nearest"),
+    dict(scale_factor=2, mode="bilinear", align_corners=False),
+    dict(size=(9, 5), mode="bilinear", align_corners=True),
+    dict(scale_factor=3, mode="bilinear", align_corners=False),
+])
+def test_upsample_exporter_matches_pytorch(kwargs, tmp_path, rng):
+    torch = pytest.importorskip("torch", reason="compared with PyTorch's layer")
+    layer = torch.nn.Upsample(**kwargs)
+    x = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    with torch.no_grad():
+        expected = layer(torch.from_numpy(x)).numpy()
+    session = _export_stand_in(layer, lambda s: [(s[0], *expected.shape[1:])], x[:1],
+                               tmp_path / "up.onnx", "Upsample")
+    assert rel_error(session.run(None, {"input": x})[0], expected) <= TOL
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("layers,bidirectional,batch_first", [
+    (1, False, False), (2, False, True), (2, True, False)])
+def test_recurrent_exporters_match_pytorch(kind, layers, bidirectional, batch_first, tmp_path,
+                                           rng):
+    torch = pytest.importorskip("torch", reason="compared with PyTorch's layer")
+    torch.manual_seed(0)
+    layer = getattr(torch.nn, kind)(5, 4, num_layers=layers, bidirectional=bidirectional,
+                                    batch_first=batch_first)
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)  # (batch, seq) or (seq, batch)
+    d = 2 if bidirectional else 1
+    n_states = 2 if kind == "LSTM" else 1
+
+    def shapes(s):
+        batch = s[0] if batch_first else s[1]
+        seq = s[1] if batch_first else s[0]
+        out_shape = (batch, seq, d * 4) if batch_first else (seq, batch, d * 4)
+        return [out_shape] + [(layers * d, batch, 4)] * n_states
+
+    # The first dimension is the one left free: the batch with batch_first, else the
+    # sequence length (the batch is then fixed).
+    session = _export_stand_in(layer, shapes, x[:1], tmp_path / "rnn.onnx", kind)
+    for n in (3, 1):
+        with torch.no_grad():
+            out, state = layer(torch.from_numpy(x[:n]))
+        states = [s.numpy() for s in (state if kind == "LSTM" else (state,))]
+        results = session.run(None, {"input": x[:n]})
+        np.testing.assert_allclose(results[0], out.numpy(), rtol=1e-4, atol=1e-5)
+        for got, want in zip(results[1:], states, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
