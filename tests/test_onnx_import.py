@@ -248,6 +248,21 @@ def test_gemm_with_transposes_and_scales_and_a_computed_operand(tmp_path, rng):
     assert {type(m).__name__ for m in imported.children()} >= {"Linear", "Gemm"}
 
 
+def test_constants_of_every_kind_keep_float32(tmp_path):
+    helper, T = onnx.helper, onnx.TensorProto
+    proto = _graph([helper.make_node("Constant", [], ["c"], value_float=2.0),
+                    helper.make_node("Constant", [], ["s"], value_ints=[0, -1]),
+                    helper.make_node("Mul", ["x", "c"], ["m"]),
+                    helper.make_node("Reshape", ["m", "s"], ["y"])],
+                   [helper.make_tensor_value_info("x", T.FLOAT, ["N", 2, 3])],
+                   [helper.make_tensor_value_info("y", T.FLOAT, ["N", 6])])
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    imported = load(tmp_path / "m.onnx")
+    with cnnlab.no_grad():
+        y = imported(Tensor(np.ones((4, 2, 3), np.float32)))
+    assert y.shape == (4, 6) and y.dtype == np.float32 and float(y.data.max()) == 2.0
+
+
 def test_open_spatial_dimensions_need_an_input_shape(tmp_path, rng):
     helper, T = onnx.helper, onnx.TensorProto
     proto = _graph([helper.make_node("GlobalAveragePool", ["x"], ["a"]),
@@ -296,8 +311,10 @@ def test_a_pytorch_state_dict_in_safetensors_loads_without_pickle(tmp_path, rng)
         nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2), nn.ReLU(), nn.Flatten(),
         nn.Linear(8 * 2 * 2, 10))
-    state = safetensors.load_file(tmp_path / "weights.safetensors")
+    state = cnnlab.load(tmp_path / "weights.safetensors", weights_only=True)
     assert "1.num_batches_tracked" in state and "1.running_var" in state
+    raw = safetensors.load_file(tmp_path / "weights.safetensors")  # the same arrays
+    assert all(np.array_equal(state[k].numpy(), raw[k]) for k in raw)
     ours.load_state_dict(state)
     ours.eval()
     assert int(ours[1].num_batches_tracked) == 1

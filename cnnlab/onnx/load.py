@@ -410,9 +410,7 @@ def load(path: str | os.PathLike, input_shape: Sequence[int] | None = None) -> G
             raise ONNXError(_unsupported(node, f"an op of the domain {node.domain!r}", source))
         inputs_known = [n for n in node.input if n]
         if node.op_type == "Constant":
-            attrs = builder.attrs(node)
-            value = next(iter(attrs.values()))
-            builder.fold(node.output[0], np.asarray(value))
+            builder.fold(node.output[0], _constant(builder.attrs(node)))
         elif node.op_type in ("Shape", "Size") and not builder.is_const(node.input[0]):
             _shape_of(builder, node)
         elif node.op_type not in _NEVER_FOLD and all(builder._value(n).kind == "const"
@@ -438,6 +436,16 @@ def load(path: str | os.PathLike, input_shape: Sequence[int] | None = None) -> G
     module = _finish(config, builder, outputs)
     module.spec = _spec(model, inputs[0], builder.values[outputs[0]], config)
     return module
+
+
+def _constant(attrs: dict[str, Any]) -> np.ndarray:
+    """The value of a ``Constant`` node, in the dtype its attribute's kind says."""
+    (kind, value), = attrs.items()
+    if kind in ("value_float", "value_floats"):
+        return np.asarray(value, dtype=np.float32)
+    if kind in ("value_int", "value_ints"):
+        return np.asarray(value, dtype=np.int64)
+    return np.asarray(value)
 
 
 def _resolve(builder: Builder, name: str) -> str:
