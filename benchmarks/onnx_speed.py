@@ -3,7 +3,7 @@
 Usage::
 
     python -m benchmarks.onnx_speed [--threads N] [--presets lenet5,cifar-small]
-                                    [--batches 1,64] [--quick] [--json]
+                                    [--batches 1,64] [--pad] [--quick] [--json]
 
 The driver builds each preset (seed 0), exports it to ONNX (the export's median time over
 several runs, tracing and ``onnx.checker`` included) and saves it as a cnnlab model file;
@@ -11,6 +11,8 @@ then, for each batch size, cnnlab (with ``nn.fuse``) and onnxruntime each run in
 process with the same thread count (``CNNLAB_NUM_THREADS``/``OMP_NUM_THREADS`` and onnxruntime's
 intra-op threads), on the same batch, and report the median time of a forward pass after
 a warm-up. Each worker also writes its outputs, and the driver checks they agree.
+``--pad`` also times the ``pad`` op that imported graphs use, forward and backward, against
+PyTorch's ``F.pad`` (each in its own process, same threads).
 """
 
 from __future__ import annotations
@@ -47,8 +49,48 @@ def _plan(batch: int, quick: bool) -> dict:
     return {"warmup": 3, "min_reps": 10, "min_time": 2.0, "max_reps": 1000}
 
 
+PAD_CASES = [((64, 32, 16, 16), (1, 1, 1, 1), "constant"),
+             ((64, 32, 16, 16), (1, 1, 1, 1), "reflect"),
+             ((64, 32, 16, 16), (2, 1, 0, 3), "replicate")]
+
+
+def pad_worker(job: dict) -> dict:
+    """Time ``pad`` forward + backward in one framework (run in a fresh process)."""
+    shape, widths, mode = job["case"]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if job["framework"] == "cnnlab":
+        import cnnlab
+        from cnnlab.ops.pad import pad
+
+        cnnlab.set_num_threads(job["threads"])
+        t = cnnlab.Tensor(x, requires_grad=True)
+
+        def run():
+            out = pad(t, widths, mode)
+            out.backward(np.ones(out.shape, np.float32))
+            return out.data
+    else:
+        import torch
+
+        torch.set_num_threads(job["threads"])
+        t = torch.tensor(x, requires_grad=True)
+
+        def run():
+            out = torch.nn.functional.pad(t, widths, mode)
+            out.backward(torch.ones_like(out))
+            return out.detach().numpy()
+
+    out = run()
+    np.save(job["output"], out)
+    times = time_calls(run, **job["plan"])
+    return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times),
+            "reps": len(times)}
+
+
 def worker(job: dict) -> dict:
     """Time one framework's forward pass (run in a fresh process)."""
+    if "case" in job:
+        return pad_worker(job)
     x = np.load(job["input"])
     threads = job["threads"]
     if job["framework"] == "cnnlab":
@@ -94,7 +136,8 @@ def _child(job: dict, workdir: Path, env: dict[str, str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(presets: list[str], batches: list[int], threads: int, quick: bool) -> dict:
+def run(presets: list[str], batches: list[int], threads: int, quick: bool,
+        pad_ops: bool = False) -> dict:
     import cnnlab
     from cnnlab import arch
     from cnnlab.onnx import export
@@ -138,9 +181,21 @@ def run(presets: list[str], batches: list[int], threads: int, quick: bool) -> di
                              "export_ms": 1e3 * statistics.median(export_s),
                              "cnnlab": results["cnnlab"], "onnxruntime": results["onnxruntime"],
                              "max_relative_error": error})
+        pads = []
+        for k, case in enumerate(PAD_CASES if pad_ops else []):
+            results = {}
+            for framework in ("cnnlab", "torch"):
+                job = {"framework": framework, "tag": f"pad{k}", "case": case,
+                       "threads": threads, "output": str(workdir / f"pad-{framework}.npy"),
+                       "plan": _plan(64, quick)}
+                results[framework] = _child(job, workdir, env)
+            same = all("error" not in r for r in results.values()) and np.array_equal(
+                np.load(workdir / "pad-cnnlab.npy"), np.load(workdir / "pad-torch.npy"))
+            pads.append({"shape": case[0], "pad": case[1], "mode": case[2], **results,
+                         "equal": bool(same)})
     return {"threads": threads, "machine": machine_info(),
             "onnx": package_version("onnx"), "onnxruntime": package_version("onnxruntime"),
-            "results": rows}
+            "torch": package_version("torch"), "results": rows, "pad": pads}
 
 
 def render(result: dict) -> str:
@@ -167,6 +222,18 @@ def render(result: dict) -> str:
     lines.append("")
     lines.append("onnxruntime/cnnlab: onnxruntime's time over cnnlab's (below 1: onnxruntime "
                  "is faster).")
+    if result.get("pad"):
+        lines += ["", f"pad forward + backward, cnnlab against torch {result['torch']}:", "",
+                  "| input | pad | mode | cnnlab ms | torch ms | torch/cnnlab | equal |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in result["pad"]:
+            c, t = r["cnnlab"], r["torch"]
+            if "error" in c or "error" in t:
+                lines.append(f"| {r['shape']} | error: {c.get('error') or t.get('error')} |")
+                continue
+            lines.append(f"| {'x'.join(map(str, r['shape']))} | {tuple(r['pad'])} | "
+                         f"{r['mode']} | {c['median_ms']:.3g} | {t['median_ms']:.3g} | "
+                         f"{t['median_ms'] / c['median_ms']:.2f} | {r['equal']} |")
     return "\n".join(lines)
 
 
@@ -178,13 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--presets", default="lenet5,cifar-small")
     p.add_argument("--batches", default="1,64")
     p.add_argument("--quick", action="store_true", help="few repetitions (a smoke test)")
+    p.add_argument("--pad", action="store_true",
+                   help="also time the pad op (used by imported graphs) against torch")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
         return 0
     result = run(args.presets.split(","), [int(b) for b in args.batches.split(",")],
-                 args.threads, args.quick)
+                 args.threads, args.quick, args.pad)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0
 
