@@ -11,6 +11,7 @@ enters the graph as a constant.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,9 +69,10 @@ class Tracer:
     def __init__(self, model: Module) -> None:
         self.names = {id(m): name for name, m in model.named_modules()}
         self.calls: list[Call] = []
+        self.thread = threading.get_ident()  # another thread's forward is not recorded
 
     def claims(self, module: Module) -> bool:
-        return type(module) in MODULE_EXPORTERS
+        return type(module) in MODULE_EXPORTERS and threading.get_ident() == self.thread
 
     def call_module(self, module: Module, args: tuple, kwargs: dict[str, Any]) -> Any:
         saved, autograd._tracer = autograd._tracer, None
@@ -85,6 +87,8 @@ class Tracer:
 
     def record_function(self, cls: type, inputs: tuple, options: dict[str, Any],
                         out: Tensor) -> None:
+        if threading.get_ident() != self.thread:
+            return
         self.calls.append(Call(cls, cls.__name__, list(inputs), inputs, dict(options), out))
 
 
