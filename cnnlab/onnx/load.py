@@ -369,6 +369,18 @@ def load(path: str | os.PathLike, input_shape: Sequence[int] | None = None) -> G
             and listing the supported ops), a missing or damaged file, or a node whose
             inputs do not fit (naming the node).
         ImportError: without the ``onnx`` package (``pip install "cnnlab[onnx]"``).
+
+    Example:
+        >>> import os, tempfile, numpy as np, cnnlab
+        >>> from cnnlab.onnx import export
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+        >>> _ = export(cnnlab.arch.build("conv3x3x4-relu-pool2-fc10", input_shape=(1, 8, 8)),
+        ...            np.zeros((1, 1, 8, 8), np.float32), path)
+        >>> model = load(path)
+        >>> [type(m).__name__ for m in model.children()]
+        ['Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear']
+        >>> model(cnnlab.Tensor(np.zeros((5, 1, 8, 8), np.float32))).shape
+        (5, 10)
     """
     onnx = require_onnx()
     load_converters()
