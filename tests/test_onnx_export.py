@@ -195,6 +195,13 @@ def test_tensor_methods_export(tmp_path, rng):
     export(model, x[:1], path)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     assert max(run_both(model, path, [x[:1], x])) <= TOL
+    from cnnlab.onnx import load  # and back: Max, Abs, Clip, Expand, Tile, Where, ReduceMin...
+
+    back = load(path)
+    assert {"Expand", "Tile", "Where", "Maximum", "Clip", "ReduceMin"} <= {
+        type(m).__name__ for m in back.children()}
+    with cnnlab.no_grad():
+        assert rel_error(back(Tensor(x)).data, model(Tensor(x)).data) <= 1e-6
 
 
 def test_export_restores_modes_and_leaves_no_tracer(tmp_path, seeded):
@@ -365,3 +372,46 @@ def test_recurrent_exporters_match_pytorch(kind, layers, bidirectional, batch_fi
         np.testing.assert_allclose(results[0], out.numpy(), rtol=1e-4, atol=1e-5)
         for got, want in zip(results[1:], states, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _cat(tensors, dim):
+    """cnnlab.cat where this version has it, else the graph's own concatenation."""
+    from cnnlab.onnx import graph
+
+    cat = getattr(cnnlab, "cat", None)
+    return cat(tensors, dim=dim) if cat is not None else graph.concat(tensors, dim)
+
+
+class TinyUNet(nn.Module):
+    """Down, up (nearest, by broadcasting), and a concatenated skip connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(1, 4, 3, padding=1)
+        self.mid = nn.Conv2d(4, 8, 3, padding=1)
+        self.dec = nn.Conv2d(12, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        skip = F.relu(self.enc(x))
+        y = F.relu(self.mid(self.pool(skip)))
+        n, c, h, w = y.shape
+        up = y[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+        return self.head(F.relu(self.dec(_cat([up, skip], 1))))
+
+
+def test_unet_with_skip_concatenation_exports_and_imports(tmp_path, seeded, rng):
+    from cnnlab.onnx import load
+
+    model = TinyUNet()
+    x = digit_images((1, 8, 12), 3)
+    path = tmp_path / "unet.onnx"
+    export(model, x[:1], path)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Concat" in ops and "Expand" in ops
+    assert max(run_both(model, path, [x[:1], x])) <= TOL
+    back = load(path)
+    model.eval()
+    with cnnlab.no_grad():
+        assert rel_error(back(Tensor(x)).data, model(Tensor(x)).data) <= 1e-6

@@ -305,6 +305,75 @@ class Squeeze(Module):
         return f"axes={self.axes}"
 
 
+class Cast(Module):
+    """A change of dtype (``float32``, ``float64``, ``int64``, ...)."""
+
+    def __init__(self, dtype: str):
+        super().__init__()
+        self.dtype = np.dtype(dtype).name
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.to(self.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}"
+
+
+class Expand(Module):
+    """Broadcast to ``shape`` (PyTorch's ``expand``: -1 keeps a dimension as it is)."""
+
+    def __init__(self, shape: list[int]):
+        super().__init__()
+        self.shape = [int(d) for d in shape]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.expand(*self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={tuple(self.shape)}"
+
+
+class Tile(Module):
+    """Repeat the whole tensor ``repeats[i]`` times along dimension ``i``."""
+
+    def __init__(self, repeats: list[int]):
+        super().__init__()
+        self.repeats = [int(r) for r in repeats]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.repeat(*self.repeats)
+
+    def extra_repr(self) -> str:
+        return f"repeats={tuple(self.repeats)}"
+
+
+class Where(Module):
+    """``x`` where the constant ``condition`` (a buffer of shape ``condition``) holds, ``y``
+    elsewhere; either of ``x`` and ``y`` may be a constant too (buffers ``x_value``,
+    ``y_value`` of the shapes given)."""
+
+    def __init__(self, condition: list[int], x: list[int] | None = None,
+                 y: list[int] | None = None, dtype: str = "float32"):
+        super().__init__()
+        self.shapes = {"x": x, "y": y}
+        self.register_buffer("condition", np.zeros([int(d) for d in condition], dtype=bool))
+        for key, shape in self.shapes.items():
+            if shape is not None:
+                self.register_buffer(f"{key}_value", np.zeros([int(d) for d in shape],
+                                                               dtype=np.dtype(dtype)))
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        from cnnlab.functions import where
+
+        given = iter(xs)
+        operands = [next(given) if self.shapes[k] is None else None for k in ("x", "y")]
+        like = next(t for t in operands if t is not None)
+        for i, key in enumerate(("x", "y")):
+            if operands[i] is None:
+                operands[i] = Tensor(_float_like(getattr(self, f"{key}_value"), like))
+        return where(Tensor(self.condition), operands[0], operands[1])
+
+
 class Slice(Module):
     """Basic slicing: ``items`` is a list of ``[axis, start, stop, step]`` (None for an open
     end), Python's semantics."""
@@ -522,8 +591,9 @@ for _cls in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d,
              nn.AdaptiveAvgPool2d, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Flatten,
              nn.Dropout, nn.Identity, nn.Softmax, nn.LogSoftmax, Add, Sub, Mul, Div, MatMul,
              Maximum, Minimum, Neg, Abs, Exp, Log, Pow, Clip, Reshape, Flatten, Transpose,
-             Unsqueeze, Squeeze, Slice, Gather, Concatenate, Pad, ReduceMean, ReduceSum,
-             ReduceMax, ReduceMin, GlobalMaxPool, Gemm, BatchNorm, Resize):
+             Unsqueeze, Squeeze, Cast, Expand, Tile, Where, Slice, Gather, Concatenate, Pad,
+             ReduceMean, ReduceSum, ReduceMax, ReduceMin, GlobalMaxPool, Gemm, BatchNorm,
+             Resize):
     # The graph's own Flatten (ONNX's) is kept apart from nn.Flatten (PyTorch's).
     NODE_TYPES["OnnxFlatten" if _cls is Flatten else _cls.__name__] = _layer(_cls)
 for _name in ("ConvTranspose2d", "LSTM", "GRU", "Embedding"):  # layers of newer versions

@@ -308,6 +308,63 @@ def import_cast(b: Any, node: Any) -> None:
     to = int(b.attrs()["to"])
     dtype = b.values[node.input[0]].a.dtype
     names = {1: "float32", 11: "float64", 7: "int64", 6: "int32", 9: "bool"}
-    if names.get(to) != dtype.name:
-        b.fail(f"a Cast of a computed {dtype} value to {names.get(to, to)} is not supported")
-    b.alias(node.output[0], node.input[0])
+    if to not in names:
+        b.fail(f"a Cast to the ONNX type {to} is not supported (float32, float64, int32, "
+               "int64 and bool are)")
+    if names[to] == dtype.name:
+        b.alias(node.output[0], node.input[0])
+    else:
+        b.emit("Cast", {"dtype": names[to]}, [node.input[0]])
+
+
+# ----------------------------------------------------------------------------- broadcasting
+
+
+@imports("Expand")
+def import_expand(b: Any, node: Any) -> None:
+    x = node.input[0]
+    s1, s2 = (np.asarray(v, np.int64).reshape(-1) for v in b.consts(node.input[1]))
+    in1, in2 = b.shapes(x)
+    try:
+        out1 = np.broadcast_shapes(tuple(in1), tuple(int(d) for d in s1))
+        out2 = np.broadcast_shapes(tuple(in2), tuple(int(d) for d in s2))
+    except ValueError:
+        b.fail(f"cannot expand {tuple(in1)} to {list(s1)}")
+    lead = len(out1) - len(in1)
+    target = []
+    for i, (a, c) in enumerate(zip(out1, out2, strict=True)):
+        keep = i >= lead and in1[i - lead] == a and in2[i - lead] == c
+        if a != c and not keep:
+            b.fail("expanding a dimension to the batch size is not supported")
+        target.append(-1 if keep else int(a))
+    b.emit("Expand", {"shape": target}, [x])
+
+
+@imports("Tile")
+def import_tile(b: Any, node: Any) -> None:
+    repeats = [int(r) for r in b.const(node.input[1], "the repeats")]
+    b.emit("Tile", {"repeats": repeats}, [node.input[0]])
+
+
+@imports("Where")
+def import_where(b: Any, node: Any) -> None:
+    condition = b.const(node.input[0], "the condition").astype(bool)
+    args: dict[str, Any] = {"condition": list(condition.shape)}
+    buffers = {"condition": condition}
+    inputs = []
+    dtype = None
+    for key, name in (("x", node.input[1]), ("y", node.input[2])):
+        if b.is_const(name):
+            value = b.const(name, key)
+            args[key] = list(value.shape)
+            buffers[f"{key}_value"] = value
+        else:
+            inputs.append(name)
+            dtype = b.values[name].a.dtype
+    if not inputs:
+        b.fail("a Where of constants only")  # folded before: not reached
+    for key in ("x", "y"):
+        if f"{key}_value" in buffers:
+            buffers[f"{key}_value"] = buffers[f"{key}_value"].astype(dtype)
+    args["dtype"] = dtype.name
+    b.emit("Where", args, inputs, buffers=buffers)
