@@ -330,6 +330,8 @@ def test_conv_transpose_exporter_matches_pytorch(cfg, tmp_path, rng):
     dict(scale_factor=2, mode="bilinear", align_corners=False),
     dict(size=(9, 5), mode="bilinear", align_corners=True),
     dict(scale_factor=3, mode="bilinear", align_corners=False),
+    dict(scale_factor=2, mode="nearest-exact"), dict(size=(7, 9), mode="nearest-exact"),
+    dict(scale_factor=1.5, mode="nearest", recompute_scale_factor=True),
 ])
 def test_upsample_exporter_matches_pytorch(kwargs, tmp_path, rng):
     torch = pytest.importorskip("torch", reason="compared with PyTorch's layer")

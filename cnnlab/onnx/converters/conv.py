@@ -75,17 +75,43 @@ def import_conv(b: Any, node: Any) -> None:
 # ----------------------------------------------------------------------------- transposed
 
 
+def write_conv_transpose(ctx: Any, call: Any, x: Any, weight: Any, bias: Any, stride: Any,
+                         padding: Any, dilation: Any, groups: int) -> None:
+    """A ``ConvTranspose`` node; the output padding is what the traced output's size needs
+    (so a layer called with ``output_size`` exports right too)."""
+    inputs = [ctx.name(x), ctx.name(weight)] + ([ctx.name(bias)] if bias is not None else [])
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    extra = []
+    for a in range(2):
+        full = ((x.shape[2 + a] - 1) * stride[a] - 2 * padding[a]
+                + dilation[a] * (weight.shape[2 + a] - 1) + 1)
+        extra.append(int(call.output.shape[2 + a] - full))
+    ph, pw = padding
+    ctx.node("ConvTranspose", inputs, [ctx.out(call.output)],
+             kernel_shape=list(weight.shape[2:]), strides=list(stride),
+             pads=[ph, pw, ph, pw], output_padding=extra, dilations=list(dilation),
+             group=int(groups))
+
+
 @exports(getattr(nn, "ConvTranspose2d", None))
 def export_conv_transpose2d_layer(ctx: Any, call: Any) -> None:
     m = call.module
-    inputs = [ctx.name(call.inputs[0]), ctx.name(m.weight)]
-    if m.bias is not None:
-        inputs.append(ctx.name(m.bias))
-    ph, pw = _pair(m.padding)
-    ctx.node("ConvTranspose", inputs, [ctx.out(call.output)],
-             kernel_shape=list(m.weight.shape[2:]), strides=list(_pair(m.stride)),
-             pads=[ph, pw, ph, pw], output_padding=list(_pair(m.output_padding)),
-             dilations=list(_pair(m.dilation)), group=int(m.groups))
+    write_conv_transpose(ctx, call, call.inputs[0], m.weight, m.bias, m.stride, m.padding,
+                         m.dilation, m.groups)
+
+
+try:  # the op of newer versions
+    from cnnlab.ops import conv_transpose as _conv_transpose_op
+except ImportError:  # pragma: no cover - depends on the version
+    _conv_transpose_op = None
+
+
+@exports(getattr(_conv_transpose_op, "ConvTranspose2d", None))
+def export_conv_transpose2d(ctx: Any, call: Any) -> None:
+    x, weight, *rest = call.inputs
+    o = call.options
+    write_conv_transpose(ctx, call, x, weight, rest[0] if rest else None, o["stride"],
+                         o["padding"], o["dilation"], o["groups"])
 
 
 def _pair(v: Any) -> tuple[int, int]:

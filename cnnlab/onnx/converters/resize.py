@@ -1,5 +1,5 @@
-"""Upsampling: ``nn.Upsample`` / ``interpolate`` (nearest, bilinear with or without
-align_corners, PyTorch's semantics) <-> ``Resize``."""
+"""Upsampling: ``nn.Upsample`` / ``interpolate`` (nearest, nearest-exact, bilinear with or
+without align_corners, PyTorch's semantics) <-> ``Resize``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,15 @@ def _pair(v: Any) -> list[Any]:
 
 def write_resize(ctx: Any, call: Any, x: Any, size: Any, scale_factor: Any, mode: str,
                  align_corners: bool | None) -> None:
-    """A ``Resize`` node with PyTorch's coordinate mapping for ``mode``."""
+    """A ``Resize`` node with PyTorch's coordinate mapping for ``mode``: ``scales`` when the
+    sampling follows ``scale_factor``, ``sizes`` (the batch and channels taken from the input
+    at run time) when it follows the output size."""
     if mode == "nearest":
         attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
                  "nearest_mode": "floor"}
+    elif mode == "nearest-exact":  # floor((o + 0.5) * in/out): half-pixel, ties rounded up
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+                 "nearest_mode": "round_prefer_ceil"}
     elif mode in ("bilinear", "linear"):
         attrs = {"mode": "linear", "coordinate_transformation_mode":
                  "align_corners" if align_corners else "pytorch_half_pixel"}
@@ -45,9 +50,29 @@ def write_resize(ctx: Any, call: Any, x: Any, size: Any, scale_factor: Any, mode
 @exports(getattr(nn, "Upsample", None))
 def export_upsample(ctx: Any, call: Any) -> None:
     m = call.module
-    write_resize(ctx, call, call.inputs[0], getattr(m, "size", None),
-                 getattr(m, "scale_factor", None), getattr(m, "mode", "nearest"),
+    size, scale = getattr(m, "size", None), getattr(m, "scale_factor", None)
+    if getattr(m, "recompute_scale_factor", None) and scale is not None:
+        size, scale = tuple(call.output.shape[2:]), None  # sampled by in/out, as for a size
+    write_resize(ctx, call, call.inputs[0], size, scale, getattr(m, "mode", "nearest"),
                  getattr(m, "align_corners", None))
+
+
+try:  # the op of newer versions
+    from cnnlab.ops import interpolate as _interpolate_op
+except ImportError:  # pragma: no cover - depends on the version
+    _interpolate_op = None
+
+
+@exports(getattr(_interpolate_op, "Interpolate", None))
+def export_interpolate(ctx: Any, call: Any) -> None:
+    o = call.options
+    scales = o.get("scales")
+    if scales is None or any(s is None for s in scales):
+        write_resize(ctx, call, call.inputs[0], tuple(o["size"]), None, o["mode"],
+                     o.get("align_corners"))
+    else:
+        write_resize(ctx, call, call.inputs[0], None, tuple(scales), o["mode"],
+                     o.get("align_corners"))
 
 
 @imports("Resize")
@@ -59,13 +84,16 @@ def import_resize(b: Any, node: Any) -> None:
     shape = b.shape(x)
     if len(shape) != 4:
         b.fail(f"cnnlab imports Resize of 4-D (N, C, H, W) inputs, got shape {shape}")
+    rounding = attrs.get("nearest_mode", "round_prefer_floor")
     if mode == "nearest":
-        if transform != "asymmetric" or attrs.get("nearest_mode", "round_prefer_floor") \
-                != "floor":
-            b.fail(f"nearest resizing with {transform} coordinates and "
-                   f"{attrs.get('nearest_mode', 'round_prefer_floor')} rounding is not "
-                   "supported (PyTorch's asymmetric + floor is)")
-        args: dict[str, Any] = {"mode": "nearest"}
+        if (transform, rounding) == ("asymmetric", "floor"):
+            args: dict[str, Any] = {"mode": "nearest"}
+        elif (transform, rounding) == ("half_pixel", "round_prefer_ceil"):
+            args = {"mode": "nearest-exact"}
+        else:
+            b.fail(f"nearest resizing with {transform} coordinates and {rounding} rounding "
+                   "is not supported (PyTorch's nearest, asymmetric + floor, and "
+                   "nearest-exact, half_pixel + round_prefer_ceil, are)")
     elif mode == "linear":
         if transform not in ("pytorch_half_pixel", "half_pixel", "align_corners"):
             b.fail(f"linear resizing with {transform} coordinates is not supported")

@@ -249,10 +249,29 @@ def import_slice(b: Any, node: Any) -> None:
 # ----------------------------------------------------------------------------- concat, pad
 
 
-@exports(graph.Concat)
+try:  # the ops of newer versions
+    from cnnlab.ops import join as _join
+except ImportError:  # pragma: no cover - depends on the version
+    _join = None
+
+
+@exports(graph.Concat, getattr(_join, "Cat", None))
 def export_concat(ctx: Any, call: Any) -> None:
+    axis = call.options.get("dim", call.options.get("axis"))
     ctx.node("Concat", [ctx.name(t) for t in call.inputs], [ctx.out(call.output)],
-             axis=int(call.options["axis"]))
+             axis=int(axis))
+
+
+@exports(getattr(_join, "Stack", None))
+def export_stack(ctx: Any, call: Any) -> None:
+    dim = int(call.options["dim"])
+    parts = []
+    for k, t in enumerate(call.inputs):
+        part = ctx.fresh(f"{call.name}.item{k}")
+        ctx.node("Unsqueeze", [ctx.name(t), ctx.ints([dim], f"{call.name}.axes")], [part],
+                 name=f"{call.name}.unsqueeze")
+        parts.append(part)
+    ctx.node("Concat", parts, [ctx.out(call.output)], axis=dim)
 
 
 @imports("Concat")
