@@ -154,8 +154,9 @@ class Builder:
         parameters — else the node's name (``layer1.0.Relu``)."""
         node = self.node
         if hint is None:
-            for name in node.input[1:]:
-                if name.endswith(".weight") and name in self.values:
+            for name in node.input:
+                if name.endswith(".weight") and name in self.values and \
+                        self.values[name].kind == "const":
                     hint = name[: -len(".weight")]
                     break
         if hint is None and node.name.startswith("/"):

@@ -1,4 +1,5 @@
-"""Recurrent layers: ``nn.LSTM`` <-> ``LSTM`` and ``nn.GRU`` <-> ``GRU``, with PyTorch's
+"""Sequences: ``nn.Embedding`` <-> ``Gather`` of a weight matrix's rows, and the recurrent
+layers ``nn.LSTM`` <-> ``LSTM`` and ``nn.GRU`` <-> ``GRU``, with PyTorch's
 parameter names and gate order (LSTM: input, forget, cell, output; GRU: reset, update,
 new) mapped to ONNX's (LSTM: input, output, forget, cell; GRU: update, reset, hidden with
 ``linear_before_reset``). Each stacked layer becomes one ONNX node."""
@@ -149,3 +150,32 @@ def import_rnn(b: Any, node: Any) -> None:
     y = b.emit("Reshape", {"shape": [shape[0], -1, directions, hidden]}, [y],
                [b.temp(f"{name}.split")], name=f"{name}.split")[0]
     b.emit("Transpose", {"perm": [0, 2, 1, 3]}, [y], node.output[:1], name=f"{name}.y")
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+@exports(getattr(nn, "Embedding", None))
+def export_embedding(ctx: Any, call: Any) -> None:
+    indices = call.inputs[0]
+    name = ctx.name(indices)
+    if indices.dtype != np.int64:
+        cast = ctx.fresh(f"{call.name}.indices")
+        ctx.node("Cast", [name], [cast], name=f"{call.name}.cast", to=7)
+        name = cast
+    ctx.node("Gather", [ctx.name(call.module.weight), name], [ctx.out(call.output)], axis=0)
+
+
+def import_embedding(b: Any, node: Any, weight: np.ndarray) -> None:
+    """A ``Gather`` of rows of a constant matrix by computed indices: an embedding."""
+    from cnnlab.onnx.graph import NODE_TYPES
+
+    if "Embedding" not in NODE_TYPES or weight.ndim != 2 or \
+            int(b.attrs().get("axis", 0)) != 0:
+        b.fail("a Gather from a constant by computed indices is supported as an embedding "
+               "(rows of a 2-D matrix), which this version of cnnlab lacks" if
+               "Embedding" not in NODE_TYPES else "a Gather from a constant by computed "
+               "indices is supported for rows of a 2-D matrix (axis 0) only")
+    b.emit("Embedding", {"num_embeddings": int(weight.shape[0]),
+                         "embedding_dim": int(weight.shape[1])}, [node.input[1]],
+           params={"weight": weight})

@@ -212,6 +212,11 @@ def import_unsqueeze(b: Any, node: Any) -> None:
 
 @imports("Gather")
 def import_gather(b: Any, node: Any) -> None:
+    if b.is_const(node.input[0]) and not b.is_const(node.input[1]):
+        from cnnlab.onnx.converters.recurrent import import_embedding
+
+        import_embedding(b, node, b.const(node.input[0], "the table"))
+        return
     indices = b.const(node.input[1], "the indices")
     if indices.dtype.kind not in "iu":
         b.fail(f"indices must be integers, got {indices.dtype}")
