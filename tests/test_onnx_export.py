@@ -296,7 +296,7 @@ def _export_stand_in(torch_layer, out_shape, sample, path, kind):
     cls = type(f"{kind}StandIn", (_StandIn,), {})
     fn = {"ConvTranspose2d": conv.export_conv_transpose2d_layer,
           "Upsample": resize.export_upsample, "LSTM": recurrent.export_lstm,
-          "GRU": recurrent.export_gru}[kind]
+          "GRU": recurrent.export_gru, "Embedding": recurrent.export_embedding}[kind]
     MODULE_EXPORTERS[cls] = fn
     try:
         model = cls(torch_layer, out_shape)
@@ -417,3 +417,14 @@ def test_unet_with_skip_concatenation_exports_and_imports(tmp_path, seeded, rng)
     model.eval()
     with cnnlab.no_grad():
         assert rel_error(back(Tensor(x)).data, model(Tensor(x)).data) <= 1e-6
+
+
+def test_embedding_exporter_matches_pytorch(tmp_path, rng):
+    torch = pytest.importorskip("torch", reason="compared with PyTorch's layer")
+    layer = torch.nn.Embedding(11, 4)
+    tokens = rng.integers(0, 11, (3, 5)).astype(np.int64)
+    with torch.no_grad():
+        expected = layer(torch.from_numpy(tokens)).numpy()
+    session = _export_stand_in(layer, lambda s: [(*s, 4)], tokens[:1], tmp_path / "emb.onnx",
+                               "Embedding")
+    np.testing.assert_array_equal(session.run(None, {"input": tokens})[0], expected)
