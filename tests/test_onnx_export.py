@@ -428,3 +428,44 @@ def test_embedding_exporter_matches_pytorch(tmp_path, rng):
     session = _export_stand_in(layer, lambda s: [(*s, 4)], tokens[:1], tmp_path / "emb.onnx",
                                "Embedding")
     np.testing.assert_array_equal(session.run(None, {"input": tokens})[0], expected)
+
+
+@pytest.mark.skipif(not all(hasattr(nn, n) for n in ("ConvTranspose2d", "Upsample"))
+                    or not hasattr(cnnlab, "cat"),
+                    reason="needs nn.ConvTranspose2d, nn.Upsample and cnnlab.cat")
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_unet_with_transposed_convolution_upsampling_and_cat(mode, tmp_path, seeded, rng):
+    from cnnlab.onnx import load
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc1, self.enc2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 8, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+            self.bottom = nn.Conv2d(8, 8, 3, padding=1)
+            self.up1 = nn.ConvTranspose2d(8, 8, 2, stride=2)
+            self.dec1 = nn.Conv2d(16, 4, 3, padding=1)
+            self.up2 = nn.Upsample(scale_factor=2, mode=mode,
+                                   align_corners=False if mode == "bilinear" else None)
+            self.dec2 = nn.Conv2d(8, 3, 1)
+
+        def forward(self, x):
+            s1 = F.relu(self.enc1(x))
+            s2 = F.relu(self.enc2(self.pool(s1)))
+            b = F.relu(self.bottom(self.pool(s2)))
+            d1 = F.relu(self.dec1(cnnlab.cat([self.up1(b), s2], dim=1)))
+            return self.dec2(cnnlab.cat([self.up2(d1), s1], dim=1))
+
+    model = UNet()
+    x = digit_images((1, 12, 16), 3)
+    path = tmp_path / "unet.onnx"
+    export(model, x[:1], path)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert {"ConvTranspose", "Resize", "Concat"} <= set(ops)
+    assert max(run_both(model, path, [x[:1], x])) <= TOL
+    back = load(path)
+    assert {"ConvTranspose2d", "Resize", "Concatenate"} <= {
+        type(m).__name__ for m in back.children()}
+    model.eval()
+    with cnnlab.no_grad():
+        assert rel_error(back(Tensor(x)).data, model(Tensor(x)).data) <= 1e-6

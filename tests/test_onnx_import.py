@@ -391,3 +391,31 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "lenet5", "--format", "tflite", "--out", "x"])
     assert exit_info.value.code == 2
+
+
+class Decoder(tnn.Module):
+    """Transposed convolutions (with output padding, groups, dilation) and upsampling."""
+
+    def __init__(self, mode):
+        super().__init__()
+        torch.manual_seed(4)
+        self.mode = mode
+        self.up1 = tnn.ConvTranspose2d(3, 6, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = tnn.ConvTranspose2d(6, 4, 4, stride=2, padding=1, groups=2)
+        self.up3 = tnn.ConvTranspose2d(4, 2, 3, dilation=2)
+
+    def forward(self, x):
+        y = self.up2(TF.relu(self.up1(x)))
+        kwargs = {"align_corners": False} if self.mode == "bilinear" else {}
+        y = TF.interpolate(y, scale_factor=2, mode=self.mode, **kwargs)
+        return self.up3(TF.interpolate(y, size=(21, 30), mode=self.mode, **kwargs))
+
+
+@pytest.mark.skipif(not all(hasattr(nn, n) for n in ("ConvTranspose2d", "Upsample")),
+                    reason="needs nn.ConvTranspose2d and interpolate")
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_pytorch_decoders_load_with_the_same_outputs(mode, tmp_path):
+    model = Decoder(mode)
+    imported = load(torch_export(model, (3, 5, 6), tmp_path / "m.onnx"))
+    assert {"ConvTranspose2d", "Resize"} <= {type(m).__name__ for m in imported.children()}
+    assert_same_outputs(model, imported, (3, 5, 6))
