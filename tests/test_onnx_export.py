@@ -469,3 +469,37 @@ def test_unet_with_transposed_convolution_upsampling_and_cat(mode, tmp_path, see
     model.eval()
     with cnnlab.no_grad():
         assert rel_error(back(Tensor(x)).data, model(Tensor(x)).data) <= 1e-6
+
+
+@pytest.mark.skipif(not all(hasattr(nn, n) for n in ("LSTM", "GRU", "Embedding")),
+                    reason="needs nn.Embedding, nn.LSTM and nn.GRU")
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_embedding_and_recurrent_layers_export_and_import(kind, tmp_path, seeded, rng):
+    from cnnlab.onnx import load
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(12, 5)
+            self.rnn = getattr(nn, kind)(5, 6, num_layers=2, batch_first=True,
+                                         bidirectional=True)
+            self.fc = nn.Linear(12 + 6, 4)
+
+        def forward(self, tokens):
+            y, state = self.rnn(self.emb(tokens))
+            h = state[0] if kind == "LSTM" else state
+            last = h[-1][:, None, :].expand(-1, y.shape[1], -1)
+            return self.fc(_cat([y, last], 2))
+
+    model = Tagger().eval()
+    tokens = rng.integers(0, 12, (3, 7)).astype(np.int64)
+    path = tmp_path / "tagger.onnx"
+    export(model, tokens[:1], path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with cnnlab.no_grad():
+        expected = model(Tensor(tokens)).data
+    assert rel_error(session.run(None, {"input": tokens})[0], expected) <= TOL
+    back = load(path)
+    with cnnlab.no_grad():
+        assert rel_error(back(Tensor(tokens)).data, expected) <= 1e-6

@@ -419,3 +419,36 @@ def test_pytorch_decoders_load_with_the_same_outputs(mode, tmp_path):
     imported = load(torch_export(model, (3, 5, 6), tmp_path / "m.onnx"))
     assert {"ConvTranspose2d", "Resize"} <= {type(m).__name__ for m in imported.children()}
     assert_same_outputs(model, imported, (3, 5, 6))
+
+
+@pytest.mark.skipif(not all(hasattr(nn, n) for n in ("LSTM", "GRU", "Embedding")),
+                    reason="needs nn.Embedding, nn.LSTM and nn.GRU")
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("use_state", [False, True], ids=["last output", "final state"])
+def test_pytorch_recurrent_models_load(kind, use_state, tmp_path, rng):
+    class Reader(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(5)
+            self.emb = tnn.Embedding(12, 5)
+            self.rnn = getattr(tnn, kind)(5, 6, batch_first=True)
+            self.fc = tnn.Linear(6, 3)
+
+        def forward(self, tokens):
+            y, state = self.rnn(self.emb(tokens))
+            h = (state[0] if kind == "LSTM" else state)[0]
+            return self.fc(h if use_state else y[:, -1])
+
+    model = Reader().eval()
+    tokens = rng.integers(0, 12, (4, 7)).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(tokens[:2]),), str(tmp_path / "m.onnx"),
+                          dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    imported = load(tmp_path / "m.onnx")
+    assert {kind, "Embedding", "Linear"} <= {type(m).__name__ for m in imported.children()}
+    for n in (1, 4):
+        with torch.no_grad():
+            expected = model(torch.from_numpy(tokens[:n])).numpy()
+        with cnnlab.no_grad():
+            assert rel_error(imported(Tensor(tokens[:n])).data, expected) <= TOL

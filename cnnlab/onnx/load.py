@@ -29,6 +29,7 @@ from cnnlab.nn.module import Module
 from cnnlab.onnx._deps import ONNXError, require_onnx
 from cnnlab.onnx.graph import NODE_TYPES, GraphModule
 from cnnlab.onnx.registry import IMPORTERS, load_converters
+from cnnlab.onnx.trace import flatten_tensors
 from cnnlab.tensor import Tensor
 
 __all__ = ["load", "supported_ops"]
@@ -80,6 +81,7 @@ class Builder:
         self._reserved: set[str] = set()
         self._value_names: set[str] = set()
         self._aliases: dict[str, str] = {}
+        self.consumed: set[str] = set()  # every value a node or the graph's outputs use
 
     # ----- reading the node -------------------------------------------------------------
     def attrs(self, node: Any = None) -> dict[str, Any]:
@@ -236,8 +238,7 @@ class Builder:
             except (ValueError, RuntimeError, TypeError) as exc:
                 self.fail(f"{type(module).__name__} does not run on inputs of shape "
                           f"{[tuple(t.shape) for t in args_in]}: {exc}")
-            flat = list(out) if isinstance(out, (tuple, list)) else [out]
-            probes.append(flat)
+            probes.append(flatten_tensors(out))
         for k, value in enumerate(outputs):
             if value == "":
                 continue
@@ -401,6 +402,8 @@ def load(path: str | os.PathLike, input_shape: Sequence[int] | None = None) -> G
     batches = (declared, declared + 1) if declared else (1, 2)
 
     builder = Builder(onnx, source, _opset(model), batches, declared)
+    builder.consumed = {n for node in graph.node for n in node.input if n} | {
+        o.name for o in graph.output}
     for name, array in inits.items():
         builder.fold(name, array)
     rng = np.random.default_rng(0)

@@ -124,6 +124,10 @@ def import_rnn(b: Any, node: Any) -> None:
         b.fail("sequence lengths are not supported")
     if kind == "LSTM" and b.has(7):
         b.fail("peephole weights are not supported")
+    # Initial states: zeros (what PyTorch writes when none is given) are the layer's own.
+    for index in (5, 6) if kind == "LSTM" else (5,):
+        if b.has(index) and any(np.any(v) for v in b.consts(node.input[index])):
+            b.fail("initial states other than zeros are not supported")
     w, r = b.const(node.input[1], "W"), b.const(node.input[2], "R")
     directions, hidden = w.shape[0], int(attrs["hidden_size"])
     suffixes = ["", "_reverse"][:directions]
@@ -138,18 +142,21 @@ def import_rnn(b: Any, node: Any) -> None:
             params[f"bias_hh_l0{s}"] = _ungates(bias[half:], kind)
     args = {"input_size": int(w.shape[2]), "hidden_size": hidden, "num_layers": 1,
             "bias": b.has(3), "bidirectional": directions == 2}
-    used = [o for o in node.output]
-    if any(used[1:]) or b.has(5):
-        b.fail("initial or final states are not supported on import; the sequence output is")
-    # cnnlab's layer returns (seq, batch, directions*hidden); ONNX's Y is
-    # (seq, directions, batch, hidden): reshape back.
+    # cnnlab's layer returns (seq, batch, directions*hidden) and the final states
+    # (directions, batch, hidden), which are ONNX's Y_h and Y_c; ONNX's Y is
+    # (seq, directions, batch, hidden): reshaped from the first.
     name = b.reserve(owner=True)
-    y = b.emit(kind, args, [node.input[0]], [b.temp(f"{name}.y")], name=name,
-               params=params)[0]
-    shape = b.shape(y)
-    y = b.emit("Reshape", {"shape": [shape[0], -1, directions, hidden]}, [y],
-               [b.temp(f"{name}.split")], name=f"{name}.split")[0]
-    b.emit("Transpose", {"perm": [0, 2, 1, 3]}, [y], node.output[:1], name=f"{name}.y")
+    n_states = 2 if kind == "LSTM" else 1
+    states = list(node.output[1:1 + n_states]) + [""] * (1 + n_states - len(node.output))
+    outputs = [b.temp(f"{name}.y")] + [o if o and o in b.consumed else
+                                       b.temp(f"{name}.state{k}")
+                                       for k, o in enumerate(states[:n_states])]
+    y = b.emit(kind, args, [node.input[0]], outputs, name=name, params=params)[0]
+    if node.output[0] and node.output[0] in b.consumed:
+        shape = b.shape(y)
+        y = b.emit("Reshape", {"shape": [shape[0], -1, directions, hidden]}, [y],
+                   [b.temp(f"{name}.split")], name=f"{name}.split")[0]
+        b.emit("Transpose", {"perm": [0, 2, 1, 3]}, [y], node.output[:1], name=f"{name}.y")
 
 
 # ----------------------------------------------------------------------------- embedding
