@@ -135,6 +135,15 @@ def test_residual_python_forward_exports(tmp_path, seeded, rng):
         if node.op_type == "Reshape":
             target = inits[node.input[1]]
             assert -1 in target and 2 not in target[:1], target
+    from cnnlab.onnx import load  # and back, MatMul by a constant as a Linear layer
+
+    back = load(path)
+    assert {"Linear", "Slice", "ReduceMean", "Transpose"} <= {
+        type(m).__name__ for m in back.children()}
+    model.eval()
+    with cnnlab.no_grad():
+        for batch in (images[:1], images):
+            assert rel_error(back(Tensor(batch)).data, model(Tensor(batch)).data) <= 1e-6
 
 
 @pytest.mark.parametrize("opset", [13, 18, 21])
