@@ -386,8 +386,10 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["import", str(tmp_path / "none.onnx"), "--out", "x"]) == 1
     assert "no such file" in capsys.readouterr().err
     (tmp_path / "m.onnx").write_bytes(b"junk")
-    assert main(["import", str(tmp_path / "m.onnx"), "--out", "x", "--mean", "1"]) == 1
+    assert main(["import", str(tmp_path / "m.onnx"), "--out", "x", "--mean", "1"]) == 2
     assert "--mean and --std go together" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "m.onnx"), "--out", "x"]) == 1
+    assert "not an ONNX model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "lenet5", "--format", "tflite", "--out", "x"])
     assert exit_info.value.code == 2

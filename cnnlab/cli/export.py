@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.main import CLIError, UsageError
+from cnnlab.cli.options import chw
 
 EPILOG = """examples:
   cnnlab export runs/mnist/model.safetensors --format onnx --out mnist.onnx
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("onnx",), default="onnx",
                    help="the file format (default onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="the file to write")
-    p.add_argument("--input", metavar="CxHxW",
+    p.add_argument("--input", metavar="CxHxW", type=chw,
                    help="one sample's shape, for an architecture string")
     p.add_argument("--opset", type=int, default=17, metavar="N",
                    help="ONNX opset, 13 to 21 (default 17)")
@@ -42,13 +43,12 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from cnnlab.cli.summary import load_model, parse_input
     from cnnlab.onnx import ONNXError, export
 
-    model = load_model(args.model, parse_input(args.input))
+    model = _model(args.model, args.input)
     shape = tuple((getattr(model, "spec", None) or {}).get("input_shape") or ())
     if not shape:
-        raise CLIError(f"{args.model} does not record its input shape; pass --input CxHxW")
+        raise UsageError(f"{args.model} does not record its input shape; pass --input CxHxW")
     sample = np.zeros((1, *shape), dtype=np.float32)
     try:
         info = export(model, sample, args.out, opset=args.opset)
@@ -67,6 +67,22 @@ def run(args: argparse.Namespace) -> int:
         print("note: onnxruntime is not installed, so the outputs were not compared "
               '(pip install "cnnlab[onnx]")', file=sys.stderr)
     return 0
+
+
+def _model(target: str, shape: tuple[int, ...] | None):
+    """A saved model (a file or a run folder), else a preset or architecture, untrained."""
+    import cnnlab
+    from cnnlab import arch
+
+    if Path(target).exists():
+        return cnnlab.io.load_model(target)
+    if shape is None and target not in arch.PRESETS:
+        raise UsageError(f"{target!r} is not a file, so it is read as an architecture string; "
+                         "give the input shape with --input CxHxW (e.g. --input 3x32x32)")
+    try:
+        return arch.build(target, shape)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _compare(model, path: str | Path, shape: tuple[int, ...]) -> float | None:

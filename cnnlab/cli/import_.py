@@ -6,7 +6,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.main import CLIError, UsageError
+from cnnlab.cli.options import chw
 
 EPILOG = """examples:
   cnnlab import resnet_block.onnx --out model.safetensors
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("onnx", metavar="MODEL.onnx", help="the ONNX file")
     p.add_argument("--out", metavar="FILE", required=True,
                    help="the cnnlab model file to write (.safetensors)")
-    p.add_argument("--input", metavar="CxHxW",
+    p.add_argument("--input", metavar="CxHxW", type=chw,
                    help="one sample's shape, when the file leaves it open")
     p.add_argument("--classes", metavar="NAMES",
                    help="class names, comma-separated, or @FILE with one name per line")
@@ -44,7 +45,8 @@ def _floats(text: str, option: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise CLIError(f"{option}: expected numbers separated by commas, got {text!r}") from None
+        raise UsageError(f"{option}: expected numbers separated by commas, got {text!r}"
+                         ) from None
 
 
 def _classes(text: str | None) -> list[str] | None:
@@ -58,22 +60,20 @@ def _classes(text: str | None) -> list[str] | None:
     else:
         names = [n.strip() for n in text.split(",")]
     if not names or not all(names):
-        raise CLIError(f"--classes: expected names separated by commas, got {text!r}")
+        raise UsageError(f"--classes: expected names separated by commas, got {text!r}")
     return names
 
 
 def run(args: argparse.Namespace) -> int:
     import cnnlab
-    from cnnlab.cli.summary import parse_input
     from cnnlab.onnx import ONNXError, load
 
     if not Path(args.onnx).is_file():
         raise CLIError(f"{args.onnx}: no such file")
     if (args.mean is None) != (args.std is None):
-        raise CLIError("--mean and --std go together; give both or neither")
-    shape = parse_input(args.input)
+        raise UsageError("--mean and --std go together; give both or neither")
     try:
-        model = load(args.onnx, input_shape=shape)
+        model = load(args.onnx, input_shape=args.input)
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     except ONNXError as exc:

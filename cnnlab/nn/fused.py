@@ -46,7 +46,7 @@ class ConvReLU2d(Conv2d):
         >>> import numpy as np, cnnlab
         >>> from cnnlab import nn
         >>> c = nn.Conv2d(1, 2, 3)
-        >>> x = cnnlab.tensor(np.random.default_rng(0).standard_normal((2, 1, 5, 5), np.float32))
+        >>> x = cnnlab.tensor(np.random.default_rng(0).random((2, 1, 5, 5), dtype=np.float32))
         >>> bool((nn.ConvReLU2d(c, nn.ReLU())(x) == nn.ReLU()(c(x))).all())
         True
     """
