@@ -55,11 +55,15 @@ class Summary:
         trainable_params: those with ``requires_grad``.
         total_mult_adds: multiply-adds of one forward pass over one sample.
         warnings: non-whole output-size divisions that silently drop input rows/columns.
+        fused: the runs of layers that ``nn.fuse`` (used by training, evaluation and
+            prediction) runs as one fused layer: ``{"layers": [names], "as": type name}``.
 
     ``str(summary)`` is the table; :meth:`to_dict` the same as JSON-able data.
     """
 
-    def __init__(self, input_shape, rows, total_params, trainable_params, warnings):
+    def __init__(self, input_shape, rows, total_params, trainable_params, warnings,
+                 fused=()):
+        self.fused = list(fused)
         self.input_shape = list(input_shape)
         self.rows = rows
         self.total_params = total_params
@@ -94,6 +98,7 @@ class Summary:
                 "param_bytes_float32": 4 * self.total_params,
             },
             "warnings": list(self.warnings),
+            "fused": [dict(f) for f in self.fused],
         }
 
     def __str__(self) -> str:
@@ -121,6 +126,12 @@ class Summary:
             "they differ);",
             "jump: input pixels between neighbouring outputs (the product of the strides so far).",
         ]
+        if self.fused:
+            runs = "; ".join(f"{f['layers'][0]}-{f['layers'][-1]} as {f['as']}"
+                             for f in self.fused)
+            out.append(textwrap.fill(f"fused (nn.fuse; the same values and gradients, run by "
+                                     f"train, evaluate and predict): layers {runs}", 100,
+                                     subsequent_indent="  "))
         convs = [r for r in self.rows if r.get("dense")]
         if convs:
             out += ["", "Parameter sharing: each conv layer against a fully-connected layer "
@@ -415,6 +426,27 @@ def _memory_warnings(model, input_shape) -> list[str]:
     return []
 
 
+def _fused_runs(model, layers: list[_Layer], planned: bool) -> list[dict]:
+    """The runs of layers that ``nn.fuse`` fuses, by the rows' names."""
+    from cnnlab import nn
+    from cnnlab.nn.fused import fusion_plan
+
+    if planned:  # one flat Sequential, named 0, 1, ...
+        kinds = [layer.kind for layer in layers]
+        return [{"layers": [layers[i].name for i in range(a, a + n)], "as": name}
+                for a, n, name in fusion_plan(kinds)]
+    fused = dict(nn.fuse(model).named_modules())
+    names = [layer.name for layer in layers]
+    runs = []
+    for module_name, module in fused.items():
+        kind = type(module).__name__
+        length = {"ConvReLUMaxPool2d": 3, "ConvReLU2d": 2, "ReLUMaxPool2d": 2}.get(kind)
+        if length and module_name in names:
+            i = names.index(module_name)
+            runs.append({"layers": names[i:i + length], "as": kind})
+    return runs
+
+
 def _check_input_size(input_shape: Sequence[int]) -> None:
     """A model without an architecture string is run on one zero image: refuse an input that
     is not a sane size for that (its layers' activations are many times the input)."""
@@ -534,7 +566,8 @@ def summary(
             total += n
             trainable += n if getattr(p, "requires_grad", True) else 0
 
-    result = Summary(input_shape, rows, total, trainable, dropped + warnings)
+    result = Summary(input_shape, rows, total, trainable, dropped + warnings,
+                     _fused_runs(model, layers, planned is not None))
     if print_fn is not None:
         for line in str(result).splitlines():
             print_fn(line)
