@@ -212,11 +212,13 @@ def _accumulate(leaf: Any, g: np.ndarray, given: set[int]) -> None:
 
 
 def _batch_of(order: list[Any]) -> int:
-    """The largest batch of the image maps (4-D results of ops, not 4-D weights) in the
-    graph: it decides the threads of the backward pass as it did those of the forward (see
-    ``parallel.region``)."""
-    return max((len(node.data) for node in order
-                if node._ctx is not None and node.data.ndim == 4), default=0)
+    """The batch the threads of the backward pass are decided for, as they were for the
+    forward (see ``parallel.region``): the largest that a module's forward pass marked on
+    its outputs, or the largest batch of image maps (4-D results of ops, not 4-D weights)
+    in the graph."""
+    return max((getattr(node, "_pass_batch", 0) or
+                (len(node.data) if node._ctx is not None and node.data.ndim == 4 else 0)
+                for node in order), default=0)
 
 
 def _topological_order(root: Any) -> list[Any]:

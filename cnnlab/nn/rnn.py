@@ -142,6 +142,14 @@ class _RNNBase(Module):
     def _directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    def pass_batch(self, *args: Any) -> int:
+        """The sequences' batch, which the recurrent kernels split over threads (the
+        second dimension, the first with ``batch_first``; unbatched input has none)."""
+        x = args[0] if args else None
+        if getattr(x, "ndim", 0) != 3:
+            return 0
+        return x.shape[0] if self.batch_first else x.shape[1]
+
     def _prepare(self, input: Tensor, hx: Any) -> tuple[Tensor, list[Tensor], bool]:
         """The input as (L, N, H_in), the initial states as (layers*directions, N, H)
         tensors (zeros when not given), and whether the input had a batch dimension."""
@@ -383,6 +391,11 @@ class _CellBase(Module):
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             p.data[...] = init.uniform(p.shape, bound, p.dtype)
+
+    def pass_batch(self, *args: Any) -> int:
+        """The batch of a (N, H_in) input, which the kernels split over threads."""
+        x = args[0] if args else None
+        return len(x) if getattr(x, "ndim", 0) == 2 else 0
 
     def _weights(self) -> list[Tensor]:
         if self.bias_ih is None:
