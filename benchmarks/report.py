@@ -34,9 +34,10 @@ def _cell(r: dict | None) -> str:
 
 
 def _cpu_cell(r: dict | None) -> str:
-    if r is None or "error" in r or r.get("median_cpu_ms") is None:
-        return "—"
-    return fmt_ms(r["median_cpu_ms"])
+    from benchmarks.run import lowest_cpu_ms
+
+    value = None if r is None or "error" in r else lowest_cpu_ms(r)
+    return "—" if value is None else fmt_ms(value)
 
 
 def threads_word(out: dict) -> str:
@@ -152,7 +153,7 @@ def render(out: dict) -> str:
                 + [fmt_ratio(row.get("torch_over_cnnlab_cpu"))]
                 for row in out["results"] if row.get("torch_over_cnnlab_cpu")]
     if cpu_rows:
-        lines += ["", "CPU ms per call of each worker process (median; lowest over rounds). "
+        lines += ["", "CPU ms per call of each worker process (median; the lowest over rounds). "
                   f"With {threads_word(out)} this is the work itself, little changed by other "
                   "processes taking turns on the cores:", ""]
         lines += _table(["workload"] + [t for _, t in COLUMNS] + ["torch/cnnlab (CPU)"],

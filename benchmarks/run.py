@@ -36,7 +36,12 @@ import numpy as np  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.frameworks import FRAMEWORKS  # noqa: E402
 from benchmarks.sysinfo import machine_info, usable_cores  # noqa: E402
-from benchmarks.workloads import ARCHS, find_workloads, write_inputs  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    ARCHS,
+    find_workloads,
+    frameworks_for,
+    write_inputs,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -108,7 +113,7 @@ def merge_rounds(rounds: list[dict], spare_cores: int = 0) -> dict:
         max_ms=max(r["max_ms"] for r in rounds),
         reps=sum(r["reps"] for r in rounds),
         round_medians_ms=[r["median_ms"] for r in rounds],
-        median_cpu_ms=min(r.get("median_cpu_ms", float("inf")) for r in rounds),
+        round_cpu_medians_ms=[r.get("cpu_median_ms") for r in rounds],
         peak_rss_mib=max(r["peak_rss_mib"] for r in rounds),
         step_rss_mib=max(r["step_rss_mib"] for r in rounds),
         round_other_cpu_cores=[r.get("other_cpu_cores") for r in rounds],
@@ -148,6 +153,13 @@ def check_against_reference(results: dict[str, dict]) -> dict:
     return out
 
 
+def lowest_cpu_ms(result: dict) -> float | None:
+    """The lowest of a framework's per-round CPU medians (None when none was measured)."""
+    values = [v for v in result.get("round_cpu_medians_ms") or [result.get("cpu_median_ms")]
+              if v is not None]
+    return min(values) if values else None
+
+
 def summarize(workload, results: dict[str, dict]) -> dict:
     """One row: per-framework timings plus the torch/cnnlab and textbook/cnnlab ratios."""
     def median(fw):
@@ -174,7 +186,7 @@ def summarize(workload, results: dict[str, dict]) -> dict:
         row["torch_best"] = best
         if cn:
             row["torch_over_cnnlab"] = torch_times[best] / cn
-    cpu = {fw: results[fw].get("median_cpu_ms") for fw in ("cnnlab", *torch_times)
+    cpu = {fw: lowest_cpu_ms(results[fw]) for fw in ("cnnlab", *torch_times)
            if fw in results and "error" not in results[fw]}
     if cpu.get("cnnlab") and any(cpu.get(fw) for fw in torch_times):
         row["torch_over_cnnlab_cpu"] = min(cpu[fw] for fw in torch_times if cpu.get(fw)) \
@@ -194,11 +206,6 @@ def available_frameworks(requested: list[str] | None) -> tuple[list[str], list[s
     has_torch = importlib.util.find_spec("torch") is not None
     run = [fw for fw in wanted if has_torch or not fw.startswith("torch")]
     return run, [fw for fw in wanted if fw not in run]
-
-
-def frameworks_for(workload, frameworks: list[str]) -> list[str]:
-    """The frameworks that can run a workload: the textbook CNN has no single-op mode."""
-    return [fw for fw in frameworks if not (workload.task == "op" and fw == "textbook")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
             "channels-last memory its own layers produce, torch's in each layout",
             "median_ms": "median wall time of one call, milliseconds (with --rounds R: "
             "the lowest of the undisturbed rounds' medians)",
+            "cpu_median_ms": "median CPU time of one call (all of the process's threads), "
+            "milliseconds: with one thread on a busy machine, close to an idle machine's "
+            "wall time",
             "torch_over_cnnlab": "median(faster torch layout) / median(cnnlab); "
             "1.0 = as fast as torch",
-            "median_cpu_ms": "median CPU time of the worker process per call (the lowest "
-            "over rounds); with --threads 1 it is the work itself, little changed by other "
-            "processes taking turns on the cores (with more threads it counts spinning too)",
-            "torch_over_cnnlab_cpu": "the same ratio from median_cpu_ms: the one to read "
-            "on a busy machine, with --threads 1",
+            "torch_over_cnnlab_cpu": "the same ratio from CPU times (each framework's "
+            "lowest cpu_median_ms over the rounds): the one to read on a busy machine, with "
+            "--threads 1 (with more threads it counts waiting threads' spinning too)",
             "peak_rss_mib": "ru_maxrss of the worker process (imports included)",
             "step_rss_mib": "peak RSS minus RSS after setup (model, data, imports)",
             "other_cpu_cores": "cores kept busy by other processes while this case was "
@@ -287,14 +295,14 @@ def main(argv: list[str] | None = None) -> int:
                                           env, run_worker, log)
         else:
             out["results"] = []
-            total = sum(len(frameworks_for(w, frameworks)) for w in workloads) * args.rounds
+            total = sum(len(frameworks_for(w.arch, frameworks)) for w in workloads) * args.rounds
             done = 0
             for workload in workloads:
                 inputs = write_inputs(workload, args.seed, workdir)
                 plan = timing_plan(workload.task, workload.batch, args.quick)
-                fws = frameworks_for(workload, frameworks)
+                fws = frameworks_for(workload.arch, frameworks)
                 rounds: dict[str, list[dict]] = {fw: [] for fw in fws}
-                for rnd in range(args.rounds):
+                for rnd in range(args.rounds if fws else 0):
                     # Rotate the order each round so no framework always runs first or last.
                     shift = rnd % len(fws)
                     for fw in fws[shift:] + fws[:shift]:

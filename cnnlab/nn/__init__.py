@@ -30,6 +30,7 @@ from cnnlab.nn.loss import (
     SmoothL1Loss,
 )
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.nn.rnn import GRU, LSTM, Embedding, GRUCell, LSTMCell
 from cnnlab.nn.upsampling import (
     ConvTranspose2d,
     Upsample,
@@ -44,4 +45,6 @@ __all__ = [
     "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU",
     "ReLUMaxPool2d", "Sequential", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "Upsample",
     "UpsamplingBilinear2d", "UpsamplingNearest2d", "functional", "fuse", "init",
+    # sequences
+    "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell",
 ]

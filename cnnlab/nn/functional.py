@@ -18,6 +18,7 @@ from cnnlab.ops.loss import (
 )
 from cnnlab.ops.norm import batch_norm
 from cnnlab.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from cnnlab.ops.rnn import embedding
 from cnnlab.shape import flat_size
 from cnnlab.tensor import Tensor
 
@@ -33,4 +34,6 @@ __all__ = [
     "dropout", "flatten", "focal_loss_heatmap", "interpolate", "l1_loss", "leaky_relu",
     "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss", "relu", "sigmoid",
     "smooth_l1_loss", "softmax", "tanh",
+    # sequences
+    "embedding",
 ]
