@@ -11,7 +11,8 @@ import importlib
 import sys
 
 # Each module exposes ``register(subparsers)``, which adds its parser and sets ``func``.
-COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot"]
+COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot", "features",
+            "similar"]
 
 
 class CLIError(Exception):
