@@ -2,6 +2,7 @@
 
 from cnnlab.nn import functional, init
 from cnnlab.nn.container import ModuleDict, ModuleList, Sequential
+from cnnlab.nn.freeze import freeze, unfreeze
 from cnnlab.nn.fused import ConvReLU2d, ConvReLUMaxPool2d, ReLUMaxPool2d, fuse, unfuse
 from cnnlab.nn.layers import (
     AdaptiveAvgPool2d,
@@ -26,5 +27,5 @@ __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "ConvReLU2d", "ConvReLUMaxPool2d",
     "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d",
     "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "ReLUMaxPool2d", "Sequential",
-    "Sigmoid", "Softmax", "Tanh", "functional", "fuse", "init", "unfuse",
+    "Sigmoid", "Softmax", "Tanh", "freeze", "functional", "fuse", "init", "unfreeze", "unfuse",
 ]

@@ -218,8 +218,12 @@ class Module:
 
     # ----- modes and dtypes ---------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) or eval mode on this module and every
+        sub-module. Modules frozen by :func:`cnnlab.nn.freeze` (``module.frozen``) stay in
+        eval mode: a frozen BatchNorm2d keeps using, and not updating, its running
+        statistics. Returns this module."""
         for module in self.modules():
-            module.training = mode
+            module.training = bool(mode) and not getattr(module, "frozen", False)
         return self
 
     def eval(self) -> Module:
