@@ -370,3 +370,23 @@ def test_features_refuses_a_dataset_of_another_size(tmp_path, capsys):
     cnnlab.io.save_model(model, tmp_path / "m.safetensors")
     check_error(["features", tmp_path / "m.safetensors", "digits"], capsys, 1,
                 "the model takes images of 1x12x12, but digits has images of 1x8x8")
+
+
+def test_progress_bar_only_on_a_terminal_and_for_long_runs(monkeypatch):
+    import io
+
+    from cnnlab.cli import features as cli
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    pytest.importorskip("tqdm")
+    for stream, total, shown in ((Terminal(), 5000, True), (Terminal(), 100, False),
+                                 (io.StringIO(), 5000, False)):
+        monkeypatch.setattr(cli.sys, "stderr", stream)
+        with cli.Progress(total, "features") as bar:
+            for _ in range(5):
+                bar(total // 5)
+        text = stream.getvalue()
+        assert ("features:" in text and f"0/{total}" in text) == shown
