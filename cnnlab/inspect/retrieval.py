@@ -178,7 +178,7 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     smaller index first)."""
     n = scores.shape[1]
     if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.argpartition(scores, -k, axis=1)[:, -k:]
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     picked = np.take_along_axis(scores, part, axis=1)
@@ -265,7 +265,7 @@ def knn_classify(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, 
         if k == 1:
             nearest = sims.argmax(axis=1)[:, None]
         else:
-            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            nearest = np.argpartition(sims, -k, axis=1)[:, -k:]
         votes = (labels[nearest][:, :, None] == np.arange(classes)).sum(axis=1)
         preds[start:start + chunk] = votes.argmax(axis=1)
     return preds
