@@ -7,6 +7,7 @@ rates per epoch. All of them save and restore their state with ``state_dict()`` 
 ``load_state_dict()``.
 """
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.optim import lr_scheduler
 from cnnlab.optim.adam import Adam, AdamW
 from cnnlab.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
