@@ -347,10 +347,11 @@ def test_similar_in_a_folder_prints_file_names(tmp_path, model_file, capsys):
 def test_bad_input_gets_one_line(tmp_path, model_file, capsys):
     q = tmp_path / "q.npy"
     np.save(q, np.zeros((1, 5, 5), dtype=np.float32))
-    check_error(["features", model_file, "digits", "--layer", "conv9"], capsys, 1,
+    check_error(["features", model_file, "digits", "--layer", "conv9"], capsys, 2,
                 "--layer conv9: no layer named 'conv9'", "0 Conv2d")
-    check_error(["features", model_file, "digits", "--layer", "40"], capsys, 1,
+    check_error(["features", model_file, "digits", "--layer", "40"], capsys, 2,
                 "out of range")
+    check_error(["features", q, "digits"], capsys, 2, "MODEL:")  # arguments swapped
     check_error(["features", tmp_path / "none.safetensors", "digits"], capsys, 1,
                 "no model file there")
     check_error(["features", model_file, tmp_path / "nowhere"], capsys, 1,

@@ -254,9 +254,9 @@ def test_transfer_bad_input(source, tmp_path, capsys):
 
     check(["--init-from", tmp_path / "nothing"], 1, "--init-from")
     check(["--init-from", tmp_path / "nothing"], 1, "no model file there")
-    check(["--init-from", source / "src", "--freeze", "conv1"], 1,
+    check(["--init-from", source / "src", "--freeze", "conv1"], 2,
           "--freeze conv1: no layer named 'conv1'")
-    check(["--init-from", source / "src", "--freeze", "12"], 1,
+    check(["--init-from", source / "src", "--freeze", "12"], 2,
           "--freeze 12: 12 layers is out of range for a Sequential of 8 layers")
     check(["--freeze", " "], 2, "expected a number of layers or a layer name")
     check(["--lr-head", "-1"], 2, "expected a number > 0")

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.main import CLIError, UsageError
+from cnnlab.cli.text import printable
 from cnnlab.cli.train import positive_int
 
 # The classification datasets whose images have one label each.
@@ -69,7 +70,7 @@ def add_data_arguments(p: argparse.ArgumentParser, positional: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.io.atomic import atomic_write
 
-    path, model = load(args.model)
+    path, model = load(args.model, "cnnlab features MODEL DATA")
     layer_text = check_layer(model, args.layer)
     images = open_images(args.data, args.split, args.data_dir, args.download,
                          model.spec["input_shape"])
@@ -87,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if images.files is not None:
         arrays["files"] = np.array(images.files, dtype=str)
     out = Path(args.out)
-    if out.parent and not out.parent.is_dir():
-        raise CLIError(f"--out {args.out}: the folder {out.parent} does not exist")
+    if not out.parent.is_dir():
+        raise CLIError(f"--out {printable(args.out)}: the folder {printable(out.parent)} does "
+                       "not exist")
     with atomic_write(out) as f:
         np.savez(f, **arrays)
-    print(f"wrote {out}: {feats.shape[0]:,} vectors of {feats.shape[1]:,} values ({layer_text}) "
-          f"of {images.name} {images.split}, with "
+    print(f"wrote {printable(out)}: {feats.shape[0]:,} vectors of {feats.shape[1]:,} values "
+          f"({layer_text}) of {printable(images.name)} {images.split}, with "
           f"{'labels and file names' if images.files is not None else 'labels'}")
     return 0
 
@@ -118,25 +120,28 @@ class Images:
         return self.classes[label] if 0 <= label < len(self.classes) else ""
 
 
-def load(arg: str):
-    """(path, model) of a model file, or one clear line."""
+def load(arg: str, usage: str):
+    """(path, model) of a model file; an image or a text file given as MODEL is a usage
+    error, a missing or damaged model file a runtime one."""
     from cnnlab.cli.evaluate import load_model
-    from cnnlab.io import ModelFileError
+    from cnnlab.cli.images import check_model_argument
 
-    try:
-        return load_model(arg)
-    except ModelFileError as exc:
-        raise CLIError(str(exc)) from None
+    check_model_argument(arg, usage)
+    return load_model(arg)
 
 
 def check_layer(model, layer: str | None) -> str:
-    """A description of the layer ``--layer`` names, or one clear line listing the names."""
+    """A description of the layer ``--layer`` names; a layer the model does not have is a
+    usage error listing the names it has (without --layer: a model with no Linear layer
+    whose input would be the default, a runtime error saying to pass --layer)."""
     from cnnlab.inspect.retrieval import describe_layer
 
     try:
         return describe_layer(model, layer)
     except ValueError as exc:
-        raise CLIError(f"--layer {layer}: {exc}" if layer is not None else str(exc)) from None
+        if layer is None:
+            raise CLIError(f"{exc} with --layer") from None
+        raise UsageError(f"--layer {printable(layer)}: {exc}") from None
 
 
 def extract(model, images: np.ndarray, layer: str | None, batch_size: int) -> np.ndarray:
@@ -213,9 +218,9 @@ def open_images(data: str, split: str, data_dir: str | None, download: bool,
     else:
         images = _open_folder(data, split, c, h, w)
     for note in images.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     if len(images.images) == 0:
-        raise CLIError(f"{data}: no images")
+        raise CLIError(f"{printable(data)}: no images")
     return images
 
 
@@ -225,14 +230,14 @@ def _open_folder(data: str, split: str, c: int, h: int, w: int) -> Images:
 
     root = Path(data).expanduser()
     if not root.is_dir():
-        raise CLIError(f"{data!r} is neither a dataset ({', '.join(DATASETS)}) nor a folder of "
-                       "images")
+        raise CLIError(f"{printable(repr(data))} is neither a dataset ({', '.join(DATASETS)}) "
+                       "nor a folder of images")
     notes: list[str] = []
     name = root.resolve().name or "folder"
     if (root / split).is_dir():
         root = root / split
     elif (root / "train").is_dir() or (root / "test").is_dir():
-        raise CLIError(f"{data} has no {split}/ folder; choose --split "
+        raise CLIError(f"{printable(data)} has no {split}/ folder; choose --split "
                        f"{'test' if split == 'train' else 'train'}")
     else:
         split = "all"  # a folder without train/ and test/: every image in it
@@ -250,7 +255,7 @@ def _open_folder(data: str, split: str, c: int, h: int, w: int) -> Images:
                           files, notes + list(folder.notes))
         return _flat_folder(root, direct, name, split, (c, h, w), notes)
     except (DataFormatError, FileNotFoundError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(printable(exc, multiline=True)) from None
 
 
 def _flat_folder(root: Path, files: list[Path], name: str, split: str,
@@ -260,8 +265,8 @@ def _flat_folder(root: Path, files: list[Path], name: str, split: str,
     from cnnlab.data.folder import _probe
 
     if not files:
-        raise CLIError(f"{root}: no images (PNG, JPEG, BMP, GIF or WebP files, directly or in "
-                       "class folders)")
+        raise CLIError(f"{printable(root)}: no images (PNG, JPEG, BMP, GIF or WebP files, "
+                       "directly or in class folders)")
     c, h, w = shape
     images = np.empty((len(files), c, h, w), dtype=np.float32)
     resized = 0

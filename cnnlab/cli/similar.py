@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnlab.cli.features import add_data_arguments, check_layer, extract, load, open_images
 from cnnlab.cli.main import CLIError
+from cnnlab.cli.text import printable
 from cnnlab.cli.train import positive_int
 
 
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.inspect.retrieval import most_similar
 
-    path, model = load(args.model)
+    path, model = load(args.model, "cnnlab similar MODEL QUERY_IMAGE --data DATA")
     layer_text = check_layer(model, args.layer)
     query = read_query(args.query, model.spec["input_shape"])
     images = open_images(args.data, args.split, args.data_dir, args.download,
@@ -58,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
     idx, sims = most_similar(query_feats, feats, k)
     idx, sims = idx[0], sims[0]
 
-    print(f"query: {args.query}; the {k} most similar of {n:,} images of {images.name} "
-          f"{images.split} by cosine similarity of {layer_text} ({feats.shape[1]:,} values)")
-    names = [where(images, int(i)) for i in idx]
-    labels = [images.label_of(int(i)) or "-" for i in idx]
+    print(f"query: {printable(args.query)}; the {k} most similar of {n:,} images of "
+          f"{printable(images.name)} {images.split} by cosine similarity of {layer_text} "
+          f"({feats.shape[1]:,} values)")
+    names = [printable(where(images, int(i))) for i in idx]
+    labels = [printable(images.label_of(int(i))) or "-" for i in idx]
     label_w = max(5, *(len(s) for s in labels))
     print(f"{'rank':>4}  {'similarity':>10}  {'label':<{label_w}}  image")
     for rank, (sim, label, name) in enumerate(zip(sims, labels, names, strict=True), 1):
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                  f"(cosine similarity of {layer_text})")
         picture = similar_image(query, images.images[idx], captions, title,
                                 query_caption=["query", Path(args.query).name])
-        print(f"wrote {save_png(picture, args.out)}")
+        print(f"wrote {printable(save_png(picture, args.out))}")
     return 0
 
 
@@ -91,16 +93,16 @@ def where(images, i: int) -> str:
 def read_query(name: str, input_shape) -> np.ndarray:
     """The query as (C, H, W) in [0, 1]: an image file (converted and resized, with a note)
     or a .npy array of exactly the model's input size."""
-    from cnnlab.cli.predict import read_image
+    from cnnlab.cli.images import read_image
 
     c, h, w = (int(d) for d in input_shape)
     if Path(name).suffix.lower() == ".npy":
         from cnnlab.inspect.features import load_image
 
         if not Path(name).is_file():
-            raise CLIError(f"{name}: no such file")
+            raise CLIError(f"{printable(name)}: no such file")
         try:
             return load_image(name, (c, h, w))
         except ValueError as exc:
-            raise CLIError(f"{exc}; the model takes {c}x{h}x{w} inputs") from None
+            raise CLIError(f"{printable(exc)}; the model takes {c}x{h}x{w} inputs") from None
     return read_image(name, c, h, w)

@@ -236,7 +236,7 @@ def _transfer(model, config: dict[str, Any], resuming: bool) -> None:
     from cnnlab.train import transfer
 
     def say(line: str) -> None:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
 
     if config.get("init_from") and not resuming:
         try:
@@ -246,9 +246,9 @@ def _transfer(model, config: dict[str, Any], resuming: bool) -> None:
     if config.get("freeze") is not None:
         try:
             transfer.freeze(model, config["freeze"], say)
-        except ValueError as exc:
-            raise CLIError(f"--freeze {config['freeze']}: "
-                           f"{str(exc).removeprefix('freeze: ')}") from None
+        except ValueError as exc:  # a layer the network does not have: a bad option value
+            raise UsageError(f"--freeze {printable(config['freeze'])}: "
+                             f"{str(exc).removeprefix('freeze: ')}") from None
         if not config.get("init_from"):
             say("note: without --init-from the frozen layers keep their random initial weights")
 
@@ -363,8 +363,8 @@ def _source_model(arg: str) -> str:
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():
-        raise CLIError(f"--init-from {arg}: no model file there; give a model.safetensors "
-                       "written by `cnnlab train` (or its --out folder)")
+        raise CLIError(f"--init-from {printable(arg)}: no model file there; give a "
+                       "model.safetensors written by `cnnlab train` (or its --out folder)")
     return str(path.resolve())
 
 
