@@ -74,7 +74,6 @@ class _Captured(Exception):
     """Raised by a hook to end a forward pass once everything asked for is recorded."""
 
 
-
 def capture_activations(model, x, layers: Sequence[str] | None = None, *,
                         inputs: bool = False, stop: bool = False) -> dict[str, np.ndarray]:
     """Run ``model`` on ``x`` and keep layer outputs.
