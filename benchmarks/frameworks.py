@@ -21,6 +21,31 @@ from benchmarks.workloads import LR, MOMENTUM
 FRAMEWORKS = ["cnnlab", "torch_nchw", "torch_channels_last", "textbook"]
 
 
+def last_step(rnn_class):
+    """A subclass of a framework's LSTM or GRU (built with batch_first=True) whose forward
+    returns only its last step's output, (N, H): a layer a Sequential can hold, with the
+    parameter names of the plain layer."""
+
+    class LastStep(rnn_class):
+        def forward(self, x):
+            return super().forward(x)[0][:, -1]
+
+    LastStep.__name__ = f"LastStep{rnn_class.__name__}"
+    return LastStep
+
+
+def sequence_layer(nn, spec: dict):
+    """The layer for a sequence spec (lstm, gru, embedding) from a framework's ``nn``
+    (cnnlab.nn and torch.nn share these constructors), or None for another kind."""
+    kind = spec["type"]
+    if kind in ("lstm", "gru"):
+        cls = last_step(nn.LSTM if kind == "lstm" else nn.GRU)
+        return cls(spec["in"], spec["hidden"], batch_first=True)
+    if kind == "embedding":
+        return nn.Embedding(spec["num"], spec["dim"])
+    return None
+
+
 class CnnlabRunner:
     def __init__(self, layers, weights, x, y, threads: int | None = None):
         import cnnlab
@@ -45,6 +70,8 @@ class CnnlabRunner:
                 mods.append(nn.MaxPool2d(spec["k"]))
             elif kind == "flatten":
                 mods.append(nn.Flatten())
+            else:
+                mods.append(sequence_layer(nn, spec))
         self.model = nn.Sequential(*mods)
         self.model.load_state_dict(weights)
         # Fused layers (a conv with its ReLU, ...), as fit, evaluate and predict run them.
@@ -96,6 +123,8 @@ class TorchRunner:
                 mods.append(torch.nn.MaxPool2d(spec["k"]))
             elif kind == "flatten":
                 mods.append(torch.nn.Flatten())
+            else:
+                mods.append(sequence_layer(torch.nn, spec))
         self.model = torch.nn.Sequential(*mods)
         self.model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
         self.x = torch.from_numpy(x)

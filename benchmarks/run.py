@@ -36,7 +36,12 @@ import numpy as np  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.frameworks import FRAMEWORKS  # noqa: E402
 from benchmarks.sysinfo import machine_info, usable_cores  # noqa: E402
-from benchmarks.workloads import ARCHS, find_workloads, write_inputs  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    ARCHS,
+    find_workloads,
+    frameworks_for,
+    write_inputs,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -108,6 +113,7 @@ def merge_rounds(rounds: list[dict], spare_cores: int = 0) -> dict:
         max_ms=max(r["max_ms"] for r in rounds),
         reps=sum(r["reps"] for r in rounds),
         round_medians_ms=[r["median_ms"] for r in rounds],
+        round_cpu_medians_ms=[r.get("cpu_median_ms") for r in rounds],
         peak_rss_mib=max(r["peak_rss_mib"] for r in rounds),
         step_rss_mib=max(r["step_rss_mib"] for r in rounds),
         round_other_cpu_cores=[r.get("other_cpu_cores") for r in rounds],
@@ -248,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             "infer": "forward only, evaluation mode, no autograd graph",
             "median_ms": "median wall time of one call, milliseconds (with --rounds R: "
             "the lowest of the undisturbed rounds' medians)",
+            "cpu_median_ms": "median CPU time of one call (all of the process's threads), "
+            "milliseconds: with one thread on a busy machine, close to an idle machine's "
+            "wall time",
             "torch_over_cnnlab": "median(faster torch layout) / median(cnnlab); "
             "1.0 = as fast as torch",
             "peak_rss_mib": "ru_maxrss of the worker process (imports included)",
@@ -267,16 +276,17 @@ def main(argv: list[str] | None = None) -> int:
                                           env, run_worker, log)
         else:
             out["results"] = []
-            total = len(workloads) * len(frameworks) * args.rounds
+            total = sum(len(frameworks_for(w.arch, frameworks)) for w in workloads) * args.rounds
             done = 0
             for workload in workloads:
                 inputs = write_inputs(workload, args.seed, workdir)
                 plan = timing_plan(workload.task, workload.batch, args.quick)
-                rounds: dict[str, list[dict]] = {fw: [] for fw in frameworks}
-                for rnd in range(args.rounds):
+                fws = frameworks_for(workload.arch, frameworks)
+                rounds: dict[str, list[dict]] = {fw: [] for fw in fws}
+                for rnd in range(args.rounds if fws else 0):
                     # Rotate the order each round so no framework always runs first or last.
-                    shift = rnd % len(frameworks)
-                    for fw in frameworks[shift:] + frameworks[:shift]:
+                    shift = rnd % len(fws)
+                    for fw in fws[shift:] + fws[:shift]:
                         done += 1
                         job = {"framework": fw, "workload": workload.to_dict(),
                                "layers": ARCHS[workload.arch]["layers"],

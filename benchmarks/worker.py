@@ -41,9 +41,12 @@ def peak_rss_mib() -> float:
 
 
 def time_calls(fn: Callable[[], object], warmup: int, min_reps: int, min_time: float,
-               max_reps: int) -> list[float]:
+               max_reps: int, cpu_times: list[float] | None = None) -> list[float]:
     """Call ``fn`` ``warmup`` times, then time it until both ``min_reps`` calls and
-    ``min_time`` seconds are reached (at most ``max_reps`` calls). Returns seconds per call."""
+    ``min_time`` seconds are reached (at most ``max_reps`` calls). Returns seconds per call;
+    ``cpu_times``, if given, receives the CPU seconds this process spent on each call (all
+    its threads): for a one-thread run on a busy machine, close to the wall time it would
+    take on an idle one."""
     for _ in range(warmup):
         fn()
     gc.collect()
@@ -52,9 +55,11 @@ def time_calls(fn: Callable[[], object], warmup: int, min_reps: int, min_time: f
     while len(times) < min_reps or (
         time.perf_counter() - start < min_time and len(times) < max_reps
     ):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - c0)
     return times
 
 
@@ -131,10 +136,13 @@ def run_job(job: dict) -> dict:
         fn = runner.infer
 
     with OtherLoad() as load:
-        times = time_calls(fn, job["warmup"], job["min_reps"], job["min_time"], job["max_reps"])
+        cpu: list[float] = []
+        times = time_calls(fn, job["warmup"], job["min_reps"], job["min_time"], job["max_reps"],
+                           cpu)
     ms = [t * 1e3 for t in times]
     result.update(
         median_ms=statistics.median(ms),
+        cpu_median_ms=statistics.median(cpu) * 1e3,
         min_ms=min(ms),
         max_ms=max(ms),
         mean_ms=statistics.fmean(ms),

@@ -27,6 +27,9 @@ class _GradMode(threading.local):
 
 
 _mode = _GradMode()
+# The tracer recording a forward pass (cnnlab.onnx.trace), or None; Function.apply and
+# Module.__call__ report to it. Nothing else reads or sets it.
+_tracer: Any = None
 
 
 class set_grad_enabled:
@@ -151,6 +154,8 @@ class Function:
         if out.requires_grad:
             ctx.parents = inputs
             out._ctx = ctx
+        if _tracer is not None:
+            _tracer.record_function(cls, inputs, options, out)
         return out
 
 
@@ -207,11 +212,13 @@ def _accumulate(leaf: Any, g: np.ndarray, given: set[int]) -> None:
 
 
 def _batch_of(order: list[Any]) -> int:
-    """The largest batch of the image maps (4-D results of ops, not 4-D weights) in the
-    graph: it decides the threads of the backward pass as it did those of the forward (see
-    ``parallel.region``)."""
-    return max((len(node.data) for node in order
-                if node._ctx is not None and node.data.ndim == 4), default=0)
+    """The batch the threads of the backward pass are decided for, as they were for the
+    forward (see ``parallel.region``): the largest that a module's forward pass marked on
+    its outputs, or the largest batch of image maps (4-D results of ops, not 4-D weights)
+    in the graph."""
+    return max((getattr(node, "_pass_batch", 0) or
+                (len(node.data) if node._ctx is not None and node.data.ndim == 4 else 0)
+                for node in order), default=0)
 
 
 def _topological_order(root: Any) -> list[Any]:

@@ -42,6 +42,7 @@ def test_quick_json_run_has_the_documented_structure():
             assert "error" not in r, r.get("traceback")
             assert r["reps"] == 2
             assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+            assert r["cpu_median_ms"] > 0
             assert r["peak_rss_mib"] > 0
         assert row["cnnlab_speedup_over_textbook"] > 0
         assert row["torch_over_cnnlab"] is None  # torch was not asked for
@@ -153,3 +154,29 @@ def test_only_the_load_before_a_run_flags_other_work():
     # The run's own threads raise the load after it: that alone is no sign of other work.
     assert "OTHER WORK" not in load_line(0.1, cores + 0.5)
     assert "OTHER WORK SHARED THE CPU" in load_line(cores, 0.1)
+
+
+def test_sequence_workload_runs_beside_torch_and_skips_image_only_frameworks():
+    frameworks = "cnnlab,textbook" + (",torch_nchw,torch_channels_last"
+                                      if importlib.util.find_spec("torch") else "")
+    proc = _run("--quick", "--json", "--threads", "1", "--frameworks", frameworks,
+                "--workloads", "tiny-lstm-train-b4")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["results"]
+    # The textbook CNN has no recurrent layers and channels_last is an image layout.
+    assert set(row["frameworks"]) <= {"cnnlab", "torch_nchw"}
+    assert "error" not in row["frameworks"]["cnnlab"], row["frameworks"]["cnnlab"]
+    assert row["check"]["ok"], row["check"]
+    if "torch_nchw" in row["frameworks"]:
+        assert row["torch_over_cnnlab"] > 0
+        assert row["check"]["frameworks"]["cnnlab"]["max_rel_err"] < 1e-4
+
+
+def test_token_batches_are_word_like_integer_ids():
+    x, y = workloads.make_batch((20,), 64, seed=0, tokens=1000)
+    assert x.dtype == np.int64 and x.shape == (64, 20) and 0 <= x.min() and x.max() < 1000
+    counts = np.bincount(x.ravel())
+    assert counts[0] > 50 and counts.max() == counts[0]  # id 0 is the most frequent "word"
+    weights = workloads.make_weights(workloads.ARCHS["lstm"]["layers"], seed=0)
+    assert weights["0.weight_ih_l0"].shape == (1024, 256)
+    assert np.abs(weights["0.weight_hh_l0"]).max() <= 1 / 16

@@ -126,3 +126,27 @@ def test_an_error_inside_a_pass_leaves_no_policy_behind(two_threads):
     with pytest.raises(ValueError):
         net(cnnlab.randn(4, 1, 5, 5))  # wrong channel count
     assert not parallel.in_region() and _blas_threads() == [2]
+
+
+def test_a_sequence_layer_splits_its_batch_in_both_directions(two_threads):
+    # An LSTM's batch is the second dimension of (L, N, H) input: a pass over 8 sequences
+    # splits like a pass over 8 images, and one sequence leaves BLAS its threads.
+    log = {}
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4)
+
+        def pass_batch(self, x):
+            return self.lstm.pass_batch(x)
+
+        def forward(self, x):
+            return _Record.apply(self.lstm(x)[0], log=log)
+
+    probe = Probe()
+    for n, split in ((8, True), (1, False)):
+        probe(cnnlab.randn(5, n, 3)).sum().backward()
+        assert log["forward"].split is split and log["backward"].split is split
+    assert nn.LSTM(3, 4, batch_first=True).pass_batch(cnnlab.zeros(8, 5, 3)) == 8
+    assert nn.LSTMCell(3, 4).pass_batch(cnnlab.zeros(8, 3)) == 8

@@ -12,8 +12,10 @@ spinning for a while after a call, and then fight the pool's threads for the cor
 
 A batch smaller than the thread count (one image, for latency) has no batch to split, so
 its pass leaves BLAS its threads (they were 1.8x faster on the CIFAR net's GEMMs of one
-image) and the pool stays idle; so do passes over data that are not image maps (an LSTM's
-GEMMs), and ops called outside any module or backward pass. Switching BLAS threads per
+image) and the pool stays idle; so do passes over data without a batch to split, and ops
+called outside any module or backward pass. A module says where its input's batch is
+(``Module.pass_batch``: the first dimension of image maps, the second of an LSTM's
+sequences), and marks its outputs with it so that the backward pass decides the same. Switching BLAS threads per
 kernel instead cost more than it saved.
 
 :class:`region` is the one place this is decided: ``Module.__call__`` enters it at the root

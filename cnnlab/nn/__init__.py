@@ -23,10 +23,13 @@ from cnnlab.nn.layers import (
     Tanh,
 )
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.nn.rnn import GRU, LSTM, Embedding, GRUCell, LSTMCell
 
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "ConvReLU2d", "ConvReLUMaxPool2d",
     "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d",
     "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "ReLUMaxPool2d", "Sequential",
     "Sigmoid", "Softmax", "Tanh", "freeze", "functional", "fuse", "init", "unfreeze", "unfuse",
+    # sequences
+    "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell",
 ]

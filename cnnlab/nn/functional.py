@@ -7,6 +7,7 @@ from cnnlab.ops.linear import linear
 from cnnlab.ops.loss import cross_entropy, mse_loss
 from cnnlab.ops.norm import batch_norm
 from cnnlab.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from cnnlab.ops.rnn import embedding
 from cnnlab.shape import flat_size
 from cnnlab.tensor import Tensor
 
@@ -20,4 +21,6 @@ __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout",
     "flatten", "leaky_relu", "linear", "log_softmax", "max_pool2d", "mse_loss", "relu",
     "sigmoid", "softmax", "tanh",
+    # sequences
+    "embedding",
 ]

@@ -22,3 +22,8 @@ def kaiming_uniform(shape: tuple[int, ...], fan_in: int, a: float = math.sqrt(5)
     """
     gain = math.sqrt(2.0 / (1 + a * a))
     return uniform(shape, gain * math.sqrt(3.0 / fan_in), dtype)
+
+
+def normal(shape: tuple[int, ...], std: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Samples from N(0, std^2) (``nn.Embedding``'s initialization, as in PyTorch)."""
+    return (get_generator().standard_normal(size=shape) * std).astype(dtype)

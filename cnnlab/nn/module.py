@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import autograd
 from cnnlab.kernels import parallel
 from cnnlab.tensor import Tensor, as_dtype, check_device, device
 
@@ -24,6 +25,17 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def _stamp(out: Any, batch: int) -> None:
+    """Mark the outputs of a forward pass with the batch its threads were decided for, so
+    that the backward pass through them decides the same (``autograd.backward``)."""
+    if isinstance(out, Tensor):
+        if batch and out.requires_grad:
+            out._pass_batch = batch
+    elif isinstance(out, (tuple, list)):
+        for item in out:
+            _stamp(item, batch)
 
 
 class _HookHandle:
@@ -72,20 +84,31 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if "_forward_hooks" not in self.__dict__:
             self._ensure_init()  # raises
+        if autograd._tracer is not None and autograd._tracer.claims(self):
+            return autograd._tracer.call_module(self, args, kwargs)
         # The thread policy is decided once, at the root of the forward pass (see
         # cnnlab.kernels.parallel.region); sub-modules find it decided.
         if parallel.in_region():
             out = self.forward(*args, **kwargs)
         else:
-            batch = len(args[0]) if args and getattr(args[0], "ndim", 0) == 4 else 0
+            batch = self.pass_batch(*args)
             with parallel.region(batch):
                 out = self.forward(*args, **kwargs)
+            _stamp(out, batch)
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
                 result = hook(self, args, out)
                 if result is not None:
                     out = result
         return out
+
+    def pass_batch(self, *args: Any) -> int:
+        """The batch that a forward pass starting at this module splits over threads (see
+        :class:`cnnlab.kernels.parallel.region`): the first dimension of a batch of images
+        (a 4-D input); 0 — nothing to split — otherwise. A module whose input holds its
+        batch elsewhere (an LSTM's (L, N, H) sequences) says where."""
+        x = args[0] if args else None
+        return len(x) if getattr(x, "ndim", 0) == 4 else 0
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> _HookHandle:
         """Call ``hook(module, inputs, output)`` after every forward; a non-None return value

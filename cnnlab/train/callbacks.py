@@ -178,14 +178,22 @@ class LearningRateSchedule(Callback):
     """Step a learning-rate schedule once at the end of every epoch.
 
     ``fit(scheduler=...)`` adds this callback itself; the schedule's state is saved in
-    checkpoints by ``Checkpoint``.
+    checkpoints by ``Checkpoint``. A ``ReduceLROnPlateau`` is given the epoch's validation
+    loss (its training loss when there is no validation data).
     """
 
     def __init__(self, scheduler) -> None:
         self.scheduler = scheduler
 
     def on_epoch_end(self, state: TrainState) -> None:
-        self.scheduler.step()
+        from cnnlab.optim.lr_scheduler import ReduceLROnPlateau
+
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            logs = state.logs
+            val_loss = logs.get("val_loss")
+            self.scheduler.step(logs["train_loss"] if val_loss is None else val_loss)
+        else:
+            self.scheduler.step()
 
 
 class EarlyStopping(Callback):
