@@ -19,7 +19,7 @@ from cnnlab.cli.text import printable
 # Each module exposes ``register(subparsers)``, which adds its parser and sets ``func``
 # (``import_`` adds the ``import`` command: ``import`` cannot name a module).
 COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot", "export",
-            "import_"]
+            "import_", "features", "similar"]
 
 
 class CLIError(Exception):

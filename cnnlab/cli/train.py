@@ -28,7 +28,8 @@ CURVES_FILE = "curves.png"
 # Settings that shape the run; a resumed run must keep them, or it would not end with the
 # weights an uninterrupted run has.
 FIXED_ON_RESUME = ("task", "data", "arch", "batch_size", "lr", "optimizer", "weight_decay",
-                   "schedule", "augment", "val_split", "seed", "limit", "patience")
+                   "schedule", "augment", "val_split", "seed", "limit", "patience",
+                   "init_from", "freeze", "lr_head")
 
 
 def register(subparsers: Any) -> None:
@@ -104,6 +105,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run saved in DIR (its settings are reused; --epochs "
                         "may raise the total)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from a trained model's weights: layers with the same name and "
+                        "shape are copied, the classifier head is new when the classes differ "
+                        "(default --arch: that model's)")
+    p.add_argument("--freeze", type=_freeze, metavar="N|LAYER",
+                   help="keep the first N layers fixed (negative: all but the last -N, so -1 "
+                        "trains only the classifier), or every layer up to and including "
+                        "LAYER; frozen batch norm uses its running statistics")
+    p.add_argument("--lr-head", type=_positive_float, metavar="X",
+                   help="learning rate of the classifier (the last fc layer) when it should "
+                        "differ from --lr, e.g. when fine-tuning")
     for name in tasks.available():
         tasks.get(name).add_arguments("train", p)
     p.set_defaults(func=run)
@@ -125,7 +137,7 @@ def _train(args: argparse.Namespace, config: dict[str, Any], out: Path,
 
     task = tasks.get(config["task"])
     data = _prepare(task, config)
-    model, optimizer, scheduler = _build(task, config, data)
+    model, optimizer, scheduler = _build(task, config, data, resuming=resume is not None)
     _print_plan(config, data, model, out, resume)
 
     checkpoint = T.Checkpoint(out / CHECKPOINT_FILE, meta={"config": config})
@@ -158,7 +170,8 @@ def _train(args: argparse.Namespace, config: dict[str, Any], out: Path,
 
     # The test set is used here, once, for the final number.
     info = {"data": config["name"], "data_arg": config["data"],
-            "data_dir": config["data_dir"], "epochs": state.epoch}
+            "data_dir": config["data_dir"], "epochs": state.epoch,
+            **{k: config[k] for k in ("init_from", "freeze") if config.get(k) is not None}}
     if data.test is not None:
         result = task.evaluate(model, data.test)
         print(task.headline(result))
@@ -191,10 +204,12 @@ def _prepare(task, config: dict[str, Any]):
     return data
 
 
-def _build(task, config: dict[str, Any], data):
-    """Model (seeded), optimizer and learning-rate schedule."""
+def _build(task, config: dict[str, Any], data, resuming: bool = False):
+    """Model (seeded; started from --init-from, frozen as --freeze says), optimizer and
+    learning-rate schedule."""
     import cnnlab
     from cnnlab.budget import TooLargeError
+    from cnnlab.train import transfer
 
     cnnlab.manual_seed(config["seed"])
     try:
@@ -210,8 +225,32 @@ def _build(task, config: dict[str, Any], data):
         raise UsageError(f"--arch: {exc}") from None
     model.spec.update(data.spec)
     model.spec.update(task=task.name, input_shape=list(data.input_shape))
-    optimizer = _optimizer(config, model.parameters())
+    _transfer(model, config, resuming)
+    optimizer = _optimizer(config, transfer.param_groups(model, config.get("lr_head")))
     return model, optimizer, _scheduler(config, optimizer)
+
+
+def _transfer(model, config: dict[str, Any], resuming: bool) -> None:
+    """--init-from (not when resuming: the checkpoint holds the weights) and --freeze,
+    reported on stderr."""
+    from cnnlab.train import transfer
+
+    def say(line: str) -> None:
+        print(printable(line), file=sys.stderr)
+
+    if config.get("init_from") and not resuming:
+        try:
+            transfer.initialize(model, config["init_from"], say)
+        except ValueError as exc:
+            raise CLIError(f"--init-from: {exc}") from None
+    if config.get("freeze") is not None:
+        try:
+            transfer.freeze(model, config["freeze"], say)
+        except ValueError as exc:  # a layer the network does not have: a bad option value
+            raise UsageError(f"--freeze {printable(config['freeze'])}: "
+                             f"{str(exc).removeprefix('freeze: ')}") from None
+        if not config.get("init_from"):
+            say("note: without --init-from the frozen layers keep their random initial weights")
 
 
 def _print_plan(config: dict[str, Any], data, model, out: Path, resume: dict | None) -> None:
@@ -250,7 +289,9 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
     given = {k: getattr(args, k) for k in ("task", "data", "arch", "epochs", "batch_size",
                                            "lr", "optimizer", "weight_decay", "schedule",
                                            "augment", "val_split", "patience", "limit",
-                                           "seed")}
+                                           "seed", "init_from", "freeze", "lr_head")}
+    if given["init_from"] is not None:
+        given["init_from"] = _source_model(given["init_from"])
     if given["data"] not in (None, *DATASETS) and Path(given["data"]).expanduser().is_dir():
         # Absolute, so that evaluate and --resume find the folder from anywhere.
         given["data"] = str(Path(given["data"]).expanduser().resolve())
@@ -272,10 +313,10 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
         config.setdefault("task", "classify")
         ckpt["path"] = path
         for key in FIXED_ON_RESUME:
-            if given[key] is not None and given[key] != config[key]:
+            if given[key] is not None and given[key] != config.get(key):
                 raise CLIError(
                     f"--{key.replace('_', '-')} {given[key]} differs from the run being resumed "
-                    f"({config[key]}); drop it: a resumed run keeps its settings"
+                    f"({config.get(key)}); drop it: a resumed run keeps its settings"
                 )
         if args.out is not None and Path(args.out).resolve() != path.parent.resolve():
             raise CLIError("--out cannot change when resuming: the run continues in "
@@ -290,6 +331,8 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
     task = tasks.get(given["task"] or "classify")
     data = given["data"] or task.default_data
     recipe = task.recipe(data).as_dict()
+    if given["init_from"] is not None and given["arch"] is None:
+        recipe["arch"] = _source_arch(given["init_from"]) or recipe["arch"]
     if given["optimizer"] not in (None, recipe["optimizer"]) and given["weight_decay"] is None:
         recipe["weight_decay"] = 1e-2 if given["optimizer"] == "adamw" else 0.0
     config = {k: (given[k] if given.get(k) is not None else v) for k, v in recipe.items()}
@@ -303,12 +346,47 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
         patience=given["patience"],
         limit=given["limit"],
         seed=given["seed"] if given["seed"] is not None else 0,
+        init_from=given["init_from"],
+        freeze=given["freeze"],
+        lr_head=given["lr_head"],
     )
     if not config["arch"]:
         config["arch"] = None
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
     return config, out, None
+
+
+def _source_model(arg: str) -> str:
+    """The absolute path of the --init-from model file (a file or a run's folder)."""
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise CLIError(f"--init-from {printable(arg)}: no model file there; give a "
+                       "model.safetensors written by `cnnlab train` (or its --out folder)")
+    return str(path.resolve())
+
+
+def _source_arch(path: str) -> str | None:
+    """The architecture string of a model file (None for a registered model)."""
+    import cnnlab
+
+    try:
+        return cnnlab.io.read_spec(path).get("arch")
+    except ValueError as exc:
+        raise CLIError(f"--init-from: {exc}") from None
+
+
+def _freeze(text: str) -> int | str:
+    """``--freeze``: a whole number counts layers, anything else names one."""
+    text = text.strip()
+    if not text:
+        raise argparse.ArgumentTypeError("expected a number of layers or a layer name, got ''")
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 @contextlib.contextmanager

@@ -7,6 +7,9 @@
 - :func:`capture_activations`: every layer's output for an input, via forward hooks;
   :func:`save_inspection` draws feature maps and filters (``cnnlab inspect``).
 - :func:`plot_history`: loss and accuracy curves of a training run (``cnnlab plot``).
+- :func:`layer_features`: one layer's output as a vector per image (also
+  ``Module.features``); :func:`most_similar` and :func:`knn_classify` compare such vectors
+  by cosine similarity (``cnnlab features``, ``cnnlab similar``).
 
 Pictures need Pillow (``pip install cnnlab[cli]``); curves need matplotlib
 (``pip install cnnlab[plot]``). Both are imported only when used.
@@ -17,6 +20,7 @@ from cnnlab.inspect.curves import plot_history
 from cnnlab.inspect.explain import explain_conv, explain_pool
 from cnnlab.inspect.features import capture_activations, save_inspection
 from cnnlab.inspect.page import write_explain_page
+from cnnlab.inspect.retrieval import knn_classify, layer_features, most_similar
 from cnnlab.inspect.summary import Summary, summary
 
 __all__ = [
@@ -24,6 +28,9 @@ __all__ = [
     "capture_activations",
     "explain_conv",
     "explain_pool",
+    "knn_classify",
+    "layer_features",
+    "most_similar",
     "plot_history",
     "save_inspection",
     "summary",

@@ -70,7 +70,12 @@ def _font(size: int):
 # --------------------------------------------------------------------------- capture
 
 
-def capture_activations(model, x, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+class _Captured(Exception):
+    """Raised by a hook to end a forward pass once everything asked for is recorded."""
+
+
+def capture_activations(model, x, layers: Sequence[str] | None = None, *,
+                        inputs: bool = False, stop: bool = False) -> dict[str, np.ndarray]:
     """Run ``model`` on ``x`` and keep layer outputs.
 
     Forward hooks record the outputs; the model runs in eval mode under ``no_grad`` and
@@ -81,6 +86,9 @@ def capture_activations(model, x, layers: Sequence[str] | None = None) -> dict[s
         x: input, ``(N, C, H, W)`` or one sample ``(C, H, W)`` (array or Tensor).
         layers: dotted module names (as in ``model.named_modules()``); None: every leaf
             layer.
+        inputs: record each layer's (first) input instead of its output.
+        stop: end the forward pass as soon as every chosen layer has run once (the layers
+            after them are not computed; a layer that would run again is not seen again).
 
     Returns:
         ``{name: output array}`` in the order the layers ran; the batch axis is kept.
@@ -104,15 +112,20 @@ def capture_activations(model, x, layers: Sequence[str] | None = None) -> dict[s
         chosen = [(n, by_name[n]) for n in layers]
 
     out: dict[str, np.ndarray] = {}
+    pending = {n or type(m).__name__ for n, m in chosen}
 
     def hook_for(name):
-        def hook(module, inputs, output):
+        def hook(module, args, output):
             key, k = name, 1
             while key in out:
                 k += 1
                 key = f"{name}:{k}"
-            data = output.data if hasattr(output, "data") else output
+            value = args[0] if inputs else output
+            data = value.data if hasattr(value, "data") else value
             out[key] = np.array(data, copy=True)
+            pending.discard(name)
+            if stop and not pending:
+                raise _Captured
         return hook
 
     data = x.data if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
@@ -124,6 +137,8 @@ def capture_activations(model, x, layers: Sequence[str] | None = None) -> dict[s
         model.eval()
         with no_grad():
             model(Tensor(data))
+    except _Captured:
+        pass
     finally:
         for h in handles:
             h.remove()

@@ -15,8 +15,8 @@ its pass leaves BLAS its threads (they were 1.8x faster on the CIFAR net's GEMMs
 image) and the pool stays idle; so do passes over data without a batch to split, and ops
 called outside any module or backward pass. A module says where its input's batch is
 (``Module.pass_batch``: the first dimension of image maps, the second of an LSTM's
-sequences), and marks its outputs with it so that the backward pass decides the same. Switching BLAS threads per
-kernel instead cost more than it saved.
+sequences), and marks its outputs with it so that the backward pass decides the same.
+Switching BLAS threads per kernel instead cost more than it saved.
 
 :class:`region` is the one place this is decided: ``Module.__call__`` enters it at the root
 of a forward pass and ``backward`` at the root of a backward pass; layers and kernels only

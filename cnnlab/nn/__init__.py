@@ -3,7 +3,8 @@
 from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.nn import functional, init
 from cnnlab.nn.container import ModuleDict, ModuleList, Sequential
-from cnnlab.nn.fused import ConvReLU2d, ConvReLUMaxPool2d, ReLUMaxPool2d, fuse
+from cnnlab.nn.freeze import freeze, unfreeze
+from cnnlab.nn.fused import ConvReLU2d, ConvReLUMaxPool2d, ReLUMaxPool2d, fuse, unfuse
 from cnnlab.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -44,7 +45,8 @@ __all__ = [
     "Flatten", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss",
     "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU",
     "ReLUMaxPool2d", "Sequential", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "Upsample",
-    "UpsamplingBilinear2d", "UpsamplingNearest2d", "functional", "fuse", "init",
+    "UpsamplingBilinear2d", "UpsamplingNearest2d", "freeze", "functional", "fuse", "init",
+    "unfreeze", "unfuse",
     # sequences
     "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell",
 ]

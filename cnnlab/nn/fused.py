@@ -29,7 +29,7 @@ from cnnlab.nn.module import Module
 from cnnlab.ops import activation, conv, pool
 from cnnlab.tensor import Tensor
 
-__all__ = ["ConvReLU2d", "ConvReLUMaxPool2d", "ReLUMaxPool2d", "fuse"]
+__all__ = ["ConvReLU2d", "ConvReLUMaxPool2d", "ReLUMaxPool2d", "fuse", "unfuse"]
 
 
 def _adopt(fused: Module, layer: Module) -> None:
@@ -218,3 +218,82 @@ def fuse(model: Module, inplace: bool = False) -> Module:
         vars(model).update(vars(fused))
         return model
     return fused
+
+
+# ----------------------------------------------------------------------------- unfusing
+
+
+def _split(fused: Module, kind: type) -> Module:
+    """A plain ``kind`` layer holding ``fused``'s settings and very parameters."""
+    layer = kind.__new__(kind)
+    _adopt(layer, fused)
+    vars(layer).pop("pool", None)
+    return layer
+
+
+def _unfuse_layers(layers: list[Module]) -> list[Module]:
+    """Each fused module followed by its Identity placeholders becomes its layers again;
+    a fused module without them (built by hand) stays, so positions keep their meaning."""
+    out, i = [], 0
+    while i < len(layers):
+        a = layers[i]
+        parts: list[Module] | None = None
+        if type(a) is ConvReLUMaxPool2d:
+            k, s, p = a.pool
+            parts = [_split(a, Conv2d), ReLU(), MaxPool2d(k, stride=s, padding=p)]
+        elif type(a) is ConvReLU2d:
+            parts = [_split(a, Conv2d), ReLU()]
+        elif type(a) is ReLUMaxPool2d:
+            parts = [ReLU(), _split(a, MaxPool2d)]
+        following = layers[i + 1:i + len(parts)] if parts else []
+        if parts and len(following) == len(parts) - 1 and \
+                all(type(m) is Identity for m in following):
+            for part in parts:
+                part.training, part.frozen = a.training, getattr(a, "frozen", False)
+            out += parts
+            i += len(parts)
+        else:
+            out.append(_unfuse_module(a))
+            i += 1
+    return out
+
+
+def _unfuse_module(module: Module) -> Module:
+    if isinstance(module, Sequential):
+        layers = _unfuse_layers(module.layers)
+        if all(x is y for x, y in zip(layers, module.layers, strict=True)):
+            return module
+        plain = copy.copy(module)
+        plain._forward_hooks = dict(module._forward_hooks)
+        plain.layers = layers
+        return plain
+    kids = dict(module.named_children())
+    plain_kids = {name: _unfuse_module(kid) for name, kid in kids.items()}
+    if all(plain_kids[n] is kids[n] for n in kids):
+        return module
+    plain = copy.copy(module)
+    plain._forward_hooks = dict(module._forward_hooks)
+    for name, kid in plain_kids.items():
+        if kid is not kids[name]:
+            _replace_child(plain, name, kid)
+    return plain
+
+
+def unfuse(model: Module) -> Module:
+    """The model :func:`fuse` was given: each fused module and its Identity placeholders
+    become the original layers again, holding the same parameters (a model that was never
+    fused comes back as it is).
+
+    Every layer then computes what its name says: in a fused model, layer ``1`` (an
+    Identity after a ConvReLUMaxPool2d) passes on the pooled map, in the unfused one it is
+    the ReLU's full-size output. ``model.features`` and feature maps run the unfused model.
+
+    Example:
+        >>> from cnnlab import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        >>> [type(m).__name__ for m in nn.unfuse(nn.fuse(net))]
+        ['Conv2d', 'ReLU', 'MaxPool2d', 'Flatten']
+        >>> nn.unfuse(nn.fuse(net))[0].weight is net[0].weight
+        True
+    """
+    return _unfuse_module(model)

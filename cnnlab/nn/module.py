@@ -241,8 +241,12 @@ class Module:
 
     # ----- modes and dtypes ---------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) or eval mode on this module and every
+        sub-module. Modules frozen by :func:`cnnlab.nn.freeze` (``module.frozen``) stay in
+        eval mode: a frozen BatchNorm2d keeps using, and not updating, its running
+        statistics. Returns this module."""
         for module in self.modules():
-            module.training = mode
+            module.training = bool(mode) and not getattr(module, "frozen", False)
         return self
 
     def eval(self) -> Module:
@@ -321,6 +325,19 @@ class Module:
 
     def float(self) -> Module:
         return self.to(np.float32)
+
+    def features(self, x: Any, layer: int | str | None = None) -> Tensor:
+        """What layer ``layer`` computes for ``x``, flattened to one vector per sample.
+
+        The default is the input of the last Linear layer (the penultimate representation,
+        what a classifier's head sees). See :func:`cnnlab.inspect.layer_features`.
+
+        Returns:
+            A tensor (N, D), not part of any graph.
+        """
+        from cnnlab.inspect.retrieval import layer_features
+
+        return Tensor(layer_features(self, x, layer))
 
     def summary(self, input_shape: tuple[int, ...], **kwargs: Any) -> Any:
         """Per-layer table of shapes, parameters, multiply-adds and receptive fields.
