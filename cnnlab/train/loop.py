@@ -34,6 +34,7 @@ def fit(
     transform: Callable | None = None,
     resume=None,
     eval_batch_size: int = 256,
+    sampler=None,
 ) -> TrainState:
     """Train ``model`` for ``epochs`` epochs of shuffled mini-batches.
 
@@ -61,6 +62,10 @@ def fit(
         resume: Path of a checkpoint written by ``Checkpoint``: the run continues from it
             exactly, ending with the weights an uninterrupted run would have.
         eval_batch_size: Batch size for validation.
+        sampler: Decides which images each epoch reads, in which order, instead of the
+            shuffle by ``generator`` (which then drives only ``transform``); its
+            ``set_epoch(epoch)`` is called before each epoch. For data-parallel training,
+            ``cnnlab.distributed.DistributedSampler`` (see ``docs/distributed.md``).
 
     Returns:
         The final ``TrainState``: ``history`` (one dict per epoch), ``stop_reason``.
@@ -97,7 +102,8 @@ def fit(
     images, labels = as_arrays(train_data, "fit: train_data")
     if len(images) == 0:
         raise ValueError("fit: train_data is empty; give at least one labelled image")
-    loader = _make_loader((images, labels), batch_size, generator, transform)
+    loader = _make_loader((images, labels), batch_size, generator, transform, sampler)
+    per_epoch = len(images) if sampler is None else len(sampler)
 
     extra = [LearningRateSchedule(scheduler)] if scheduler is not None else []
     state = TrainState(
@@ -107,8 +113,8 @@ def fit(
         generator=generator,
         epochs=epochs,
         batch_size=batch_size,
-        num_samples=len(images),
-        num_batches=math.ceil(len(images) / batch_size),
+        num_samples=per_epoch,
+        num_batches=math.ceil(per_epoch / batch_size),
         callbacks=sort_callbacks(list(callbacks) + extra),
     )
     # RNG states to apply once a resumed epoch has replayed its first batches.
@@ -163,6 +169,8 @@ def _train_epoch(state: TrainState, loader, loss_fn, ctrl_c, pending_rng) -> boo
     emit(state, "on_epoch_begin")
     model.train()
     state.phase = "train"
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(state.epoch)
     batches = iter(loader)
     for _ in range(state.batch):  # a resumed epoch replays the order it was interrupted in
         next(batches)
@@ -224,12 +232,11 @@ def _end_epoch(state: TrainState, val_data, loss_fn, eval_batch_size: int) -> No
     emit(state, "on_epoch_end")
 
 
-def _make_loader(arrays, batch_size: int, generator, transform):
+def _make_loader(arrays, batch_size: int, generator, transform, sampler):
     from cnnlab.data import DataLoader
 
-    return DataLoader(
-        arrays, batch_size=batch_size, shuffle=True, generator=generator, transform=transform
-    )
+    return DataLoader(arrays, batch_size=batch_size, shuffle=sampler is None,
+                      generator=generator, transform=transform, sampler=sampler)
 
 
 class _StopOnCtrlC:
