@@ -17,9 +17,11 @@ from cnnlab.nn.layers import (
     Tanh,
 )
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "LeakyReLU",
-    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "SyncBatchNorm",
+    "Tanh",
     "functional", "init",
 ]
