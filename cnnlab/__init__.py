@@ -18,7 +18,7 @@ def __getattr__(name: str):
         from cnnlab.io import model_file
 
         return getattr(model_file, name)
-    if name in ("optim", "data", "arch", "io", "inspect", "train"):
+    if name in ("optim", "data", "arch", "io", "inspect", "train", "distributed"):
         import importlib
 
         return importlib.import_module(f"cnnlab.{name}")
