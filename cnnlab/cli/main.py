@@ -43,21 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        sys.stderr.close()
-        return 0
-    except Exception as exc:  # one clear line unless --debug
-        if args.debug:
-            raise
-        print(f"cnnlab: error: {exc}", file=sys.stderr)
-        return 1
+    # Under mpirun every rank runs this; only rank 0 prints (see cnnlab.cli.distributed).
+    from cnnlab.cli.distributed import parse_on_every_rank, rank_zero_output, report_failure
+
+    with rank_zero_output():
+        parser = build_parser()
+        args = parse_on_every_rank(parser, argv)
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            return report_failure("cnnlab: interrupted", 130)
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+            sys.stderr.close()
+            return 0
+        except Exception as exc:  # one clear line unless --debug
+            if args.debug:
+                raise
+            return report_failure(f"cnnlab: error: {exc}", 1)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ CURVES_FILE = "curves.png"
 # Settings that shape the run; a resumed run must keep them, or it would not end with the
 # weights an uninterrupted run has.
 FIXED_ON_RESUME = ("data", "arch", "batch_size", "lr", "optimizer", "weight_decay",
-                   "schedule", "augment", "val_split", "seed", "limit", "patience")
+                   "schedule", "augment", "val_split", "seed", "limit", "patience", "sync_bn")
 
 
 def register(subparsers: Any) -> None:
@@ -71,6 +71,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="train on a random subset of N training images (quick trials)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="on several ranks (mpirun -np N): batch norm over the whole batch "
+                        "instead of each rank's share (see docs/distributed.md)")
     p.add_argument("--no-plot", action="store_true",
                    help="don't draw curves.png (drawing needs matplotlib and a second or two)")
     p.add_argument("--out", metavar="DIR",
@@ -85,26 +88,34 @@ def run(args: argparse.Namespace) -> int:
     """Train as ``args`` says; 0 on success, 130 when stopped by Ctrl-C (checkpoint saved)."""
     import cnnlab
     from cnnlab import train as T
+    from cnnlab.cli.distributed import Ranks
 
-    config, out, resume = _config(args)
+    ranks = Ranks()  # with mpirun -np N: this process's place among the N
+    config, out, resume = _config(args, ranks)
+    out = ranks.same_folder(out)
+    batch_here = ranks.batch_per_rank(config["batch_size"])
     data = _prepare_data(config)
     model, optimizer, scheduler = _build(config, data)
-    _print_plan(config, data, model, out, resume)
+    net = ranks.wrap(model, config, data["shuffle"])
+    val_here = ranks.share(data["val"], "validation")
+    _print_plan(config, data, model, out, resume, ranks)
 
     checkpoint = T.Checkpoint(out / CHECKPOINT_FILE, meta={"config": config})
     early = T.EarlyStopping(patience=config["patience"]) if config["patience"] else None
-    callbacks = [
-        T.ProgressBar(),
+    callbacks = ranks.callbacks(len(val_here[1])) + ([  # rank 0 shows and writes the run
+        # Under mpirun a rank's output looks like a terminal even when it goes to a file.
+        T.ProgressBar(tty=False if ranks.many else None),
         T.HistoryFile(out / HISTORY_JSON, out / HISTORY_CSV),
         checkpoint,
-        *([early] if early else []),
-    ]
-    out.mkdir(parents=True, exist_ok=True)
+    ] if ranks.is_main else []) + ([early] if early else [])
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        state = T.fit(model, optimizer, data["train"], val_data=data["val"],
-                      epochs=config["epochs"], batch_size=config["batch_size"],
+        state = T.fit(net, optimizer, data["train"], val_data=val_here,
+                      epochs=config["epochs"], batch_size=batch_here,
                       scheduler=scheduler, callbacks=callbacks, generator=data["shuffle"],
-                      transform=data["train_transform"], resume=resume)
+                      transform=data["train_transform"], resume=resume,
+                      sampler=ranks.sampler(len(data["train"]), config["seed"]))
     except cnnlab.NonFiniteLossError as exc:
         raise CLIError(f"{exc}; {_last_good(checkpoint)}; try a lower --lr") from exc
 
@@ -121,10 +132,12 @@ def run(args: argparse.Namespace) -> int:
     info = {"data": config["name"], "data_arg": config["data"],
             "data_dir": config["data_dir"], "epochs": state.epoch}
     if data["test"] is not None:
-        result = T.evaluate(model, data["test"], transform=data["normalize"])
+        result = ranks.evaluate(model, data["test"], transform=data["normalize"])
         print(f"test accuracy: {result.accuracy:.2%} ({result.correct:,}/{result.n:,}), "
               f"loss {result.loss:.4f}")
         info.update(test_accuracy=result.accuracy, test_loss=result.loss, test_n=result.n)
+    if not ranks.is_main:
+        return 0
     # `info` tells evaluate where the data was, so it can find the same test set again.
     cnnlab.save(model, out / MODEL_FILE, meta={"training": info})
     if not args.no_plot:
@@ -199,7 +212,7 @@ def _build(config: dict[str, Any], data: dict[str, Any]):
 
 
 def _print_plan(config: dict[str, Any], data: dict[str, Any], model, out: Path,
-                resume: dict | None) -> None:
+                resume: dict | None, ranks) -> None:
     c, h, w = data["input_shape"]
     n_params = sum(int(p.data.size) for p in model.parameters())
     test = f"{len(data['test']):,} test" if data["test"] is not None else "no test"
@@ -207,7 +220,7 @@ def _print_plan(config: dict[str, Any], data: dict[str, Any], model, out: Path,
           f"{len(data['val'][1]):,} validation, {test} images ({c}x{h}x{w}, "
           f"{len(data['classes'])} classes)")
     print(f"model: {model.spec['arch']} ({n_params:,} parameters)")
-    print(f"training: {config['epochs']} epochs, batch {config['batch_size']}, "
+    print(f"training: {config['epochs']} epochs, {ranks.describe(config['batch_size'])}, "
           f"{config['optimizer']} lr {config['lr']:g}, {config['schedule']} schedule, "
           f"seed {config['seed']} -> {out}")
     if resume is not None:
@@ -222,7 +235,7 @@ def _print_plan(config: dict[str, Any], data: dict[str, Any], model, out: Path,
 # ------------------------------------------------------------------------ configuration
 
 
-def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None]:
+def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict | None]:
     """Settings of the run: defaults of the dataset's recipe, then the options given; for
     --resume the settings saved in the checkpoint (returned too)."""
     from cnnlab.train.checkpoint import read_checkpoint
@@ -231,7 +244,7 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
     given = {k: getattr(args, k) for k in ("data", "arch", "epochs", "batch_size", "lr",
                                            "optimizer", "weight_decay", "schedule",
                                            "augment", "val_split", "patience", "limit",
-                                           "seed")}
+                                           "seed", "sync_bn")}
     if given["data"] not in (None, *DATASETS) and Path(given["data"]).expanduser().is_dir():
         # Absolute, so that evaluate and --resume find the folder from anywhere.
         given["data"] = str(Path(given["data"]).expanduser().resolve())
@@ -250,6 +263,8 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
             raise CLIError(f"--resume {args.resume}: {path} was not written by `cnnlab train`; "
                            "resume it from Python with cnnlab.train.fit(..., resume=path)")
         config = dict(ckpt["extra"]["meta"]["config"])
+        config.setdefault("sync_bn", False)  # runs saved before the option existed
+        ranks.check_resume(ckpt, args.resume)
         ckpt["path"] = path
         for key in FIXED_ON_RESUME:
             if given[key] is not None and given[key] != config[key]:
@@ -280,6 +295,7 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
         val_split=given["val_split"] if given["val_split"] is not None else 0.1,
         patience=given["patience"],
         limit=given["limit"],
+        sync_bn=bool(given["sync_bn"]),
         seed=given["seed"] if given["seed"] is not None else 0,
     )
     if not config["arch"]:
