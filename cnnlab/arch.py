@@ -610,7 +610,7 @@ def build(
 
     Returns:
         The model, with ``model.spec = {"arch": canonical string, "input_shape": [C, H, W],
-        "classes": None, "normalization": None}`` so :func:`cnnlab.save` can store it.
+        "classes": None, "normalization": None}`` so :func:`cnnlab.io.save_model` can store it.
 
     Raises:
         ValueError: for a bad token or spec, a missing or bad input_shape, a layer that

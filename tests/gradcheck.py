@@ -113,7 +113,7 @@ def check_gradients(fn: Callable[[], Tensor], inputs: Sequence[Tensor],
 
     worst: Worst | None = None
     for name, t in zip(names, inputs, strict=True):
-        analytic = t.grad
+        analytic = None if t.grad is None else t.grad.data
         if analytic is None:
             analytic = np.zeros_like(t.data)
             missing = True

@@ -112,15 +112,19 @@ def test_predict_json_on_a_png(digits_run):
     digit = cnnlab.data.Digits(train=False).images[0, 0]
     big = np.kron(digit, np.ones((4, 4), np.float32))  # 32x32, RGB: converted and resized
     Image.fromarray((big * 255).astype(np.uint8)).convert("RGB").save(cwd / "digit.png")
-    proc = cnnlab_cmd("predict", "run/model.safetensors", "digit.png", "--top-k", "4",
-                      "--json", cwd=cwd, check_rc=0)
-    result = json.loads(proc.stdout)
-    (pred,) = result["predictions"]
+    proc = cnnlab_cmd("predict", "run/model.safetensors", "digit.png", "digit.png",
+                      "--top-k", "4", "--json", "--out", "drawn", cwd=cwd, check_rc=0)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2  # one JSON object per image, one per line
+    pred = json.loads(lines[0])
+    assert pred["task"] == "classify" and pred == json.loads(lines[1])
     assert pred["file"] == "digit.png" and pred["class"] in [str(d) for d in range(10)]
     assert len(pred["top_k"]) == 4 and pred["top_k"][0]["class"] == pred["class"]
     probs = [t["probability"] for t in pred["top_k"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-9
     assert "note: digit.png: converted RGB to grayscale and resized 32x32 to 8x8" in proc.stderr
+    with Image.open(cwd / "drawn" / "digit.png") as drawn:  # the picture with its answer
+        assert drawn.width >= 256 and drawn.height > 256
 
 
 def write_folder(root: Path, n: int = 10) -> None:

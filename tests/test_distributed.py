@@ -216,7 +216,7 @@ def test_wrapper_in_one_process_is_the_model_with_the_same_names():
 
 
 def _gradients(model):
-    return [np.array(p.grad, copy=True) for p in model.parameters()]
+    return [p.grad.data.copy() for p in model.parameters()]
 
 
 def test_buckets_collect_the_gradients_the_engine_computes():
@@ -239,7 +239,7 @@ def test_buckets_collect_the_gradients_the_engine_computes():
         F.cross_entropy(model(x), y).backward()
         for got, want, p in zip(_gradients(model), expected, model.parameters(), strict=True):
             np.testing.assert_array_equal(got, want)
-            assert np.shares_memory(p.grad, reducer.slots[id(p)][0].buffer)
+            assert np.shares_memory(p.grad.data, reducer.slots[id(p)][0].buffer)
     # Without zero_grad gradients add up, as they do without the wrapper.
     F.cross_entropy(model(x), y).backward()
     for got, want in zip(_gradients(model), expected, strict=True):
@@ -311,7 +311,8 @@ def test_sync_batchnorm_in_one_process_is_batchnorm(rng):
         (out * cnnlab.Tensor(np.linspace(-1, 1, out.data.size, dtype=np.float32)
                              .reshape(out.shape))).sum().backward()
         outs.append(out.data)
-        grads.append([xt.grad, layer.weight.grad, layer.bias.grad, layer.running_var.copy()])
+        grads.append([xt.grad.data, layer.weight.grad.data, layer.bias.grad.data,
+                      layer.running_var.copy()])
     np.testing.assert_array_equal(outs[0], outs[1])
     for a, b in zip(*grads, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -382,8 +383,8 @@ def test_convert_sync_batchnorm_keeps_parameters_buffers_and_mode():
 
 def test_a_sync_batchnorm_model_saves_as_the_plain_architecture(tmp_path):
     model = nn.SyncBatchNorm.convert_sync_batchnorm(_net())
-    cnnlab.save(model, tmp_path / "m.safetensors")
-    loaded = cnnlab.load(tmp_path / "m.safetensors")
+    cnnlab.io.save_model(model, tmp_path / "m.safetensors")
+    loaded = cnnlab.io.load_model(tmp_path / "m.safetensors")
     assert type(loaded[1]) is nn.BatchNorm2d
     x, _ = _batch()
     model.eval()
@@ -461,3 +462,47 @@ def test_the_command_splits_the_batch_evenly_or_says_what_to_give():
         ranks.batch_per_rank(32)
     with pytest.raises(CLIError, match=r"give a multiple of 3 \(e\.g\. 3\)"):
         ranks.batch_per_rank(2)
+
+
+def test_a_share_keeps_the_form_of_its_set(monkeypatch):
+    from cnnlab.data import ArrayDataset
+
+    x, y = np.arange(10.0).reshape(10, 1, 1, 1), np.arange(10) % 3
+    monkeypatch.setattr(comm, "world_size", lambda: 3)
+    monkeypatch.setattr(comm, "rank", lambda: 1)
+    pair = dist.share((x, y))
+    assert pair[1].tolist() == [1, 2, 0] and dist.count(pair) == 3
+    ds = dist.share(ArrayDataset(x, y, ["a", "b", "c"]))
+    assert ds.labels.tolist() == [1, 2, 0] and ds.classes == ["a", "b", "c"]
+
+    class Batches:
+        images, classes = x, ["a"]
+
+        def get_batch(self, idx):
+            return self.images[idx], {"idx": np.asarray(idx)}
+
+    own = dist.share(Batches())
+    assert len(own) == 3 and own.get_batch([0, 2])[1]["idx"].tolist() == [4, 6]
+
+
+def test_classify_merges_the_metrics_of_parts_into_those_of_the_whole():
+    from cnnlab import tasks
+    from cnnlab.data import ArrayDataset
+
+    task = tasks.get("classify")
+    assert task.merges_metrics
+    model = _net()
+    rng = np.random.default_rng(3)
+    data = ArrayDataset(rng.random((23, 1, 4, 4), dtype=np.float32), rng.integers(0, 3, 23),
+                        ["a", "b", "c"])
+    whole = task.evaluate(model, data, batch_size=5)
+    cuts = [0, 8, 9, 23]
+    parts = [task.evaluate(model, ArrayDataset(data.images[a:b], data.labels[a:b],
+                                               data.classes), batch_size=5)
+             for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    merged = task.merge(parts)
+    assert {k: merged[k] for k in ("task", "n", "correct", "accuracy", "classes", "confusion",
+                                   "per_class_accuracy")} == \
+        {k: whole[k] for k in ("task", "n", "correct", "accuracy", "classes", "confusion",
+                               "per_class_accuracy")}
+    assert merged["loss"] == pytest.approx(whole["loss"], rel=1e-6)

@@ -98,7 +98,8 @@ def test_train_on_two_ranks_prints_once_writes_once_and_resumes(tmp_path):
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert 0.3 < history[-1]["val_acc"] <= 1.0
-    assert cnnlab.load(run / "model.safetensors").spec["arch"].startswith("conv3x3x8p1-bn")
+    assert cnnlab.io.load_model(run / "model.safetensors").spec["arch"].startswith(
+        "conv3x3x8p1-bn")
 
     again = mpirun("-m", "cnnlab", "train", "--resume", "run", "--epochs", "3", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr

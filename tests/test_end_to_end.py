@@ -48,7 +48,7 @@ def _memorize(net, opt, x, y, steps):
         opt.step()
     with cnnlab.no_grad():
         logits = net(x)
-    return float(np.mean(logits.argmax(axis=1) == y)), F.cross_entropy(logits, y).item()
+    return (logits.argmax(dim=1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
 @pytest.mark.slow
@@ -93,7 +93,7 @@ def test_training_with_batchnorm_and_dropout_then_eval():
         opt.step()
     net.eval()
     with cnnlab.no_grad():
-        accuracy = float(np.mean(net(x).argmax(axis=1) == y))
+        accuracy = (net(x).argmax(dim=1) == y).float().mean().item()
     assert accuracy == 1.0
     assert int(net[1].num_batches_tracked) == 60
 
@@ -114,7 +114,7 @@ def test_inline_sgd_step_matches_the_optimizer():
             F.cross_entropy(net(x), y).backward()
         opt.step()
         for name, p in net_b.named_parameters():  # v = mu * v + g; p -= lr * v
-            velocity[name] = 0.9 * velocity.get(name, 0) + p.grad
+            velocity[name] = 0.9 * velocity.get(name, 0) + p.grad.data
             p.data -= 0.1 * velocity[name]
     for (name, a), b in zip(net_a.named_parameters(), net_b.parameters(), strict=True):
         np.testing.assert_allclose(a.data, b.data, rtol=1e-5, atol=1e-6, err_msg=name)

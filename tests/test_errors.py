@@ -274,7 +274,6 @@ def test_nested_sequential_gives_the_dotted_path(seeded):
                                          r"conv2d expected input with 3 channels") as info:
         net(image(1, 1, 32, 32))
     assert str(info.value).count("layer ") == 1
-    assert "expected input with 3 channels" in str(info.value.__cause__)
 
 
 def test_sequential_rejects_non_modules():

@@ -47,7 +47,7 @@ def test_summary_preset_warning_and_errors():
 def test_summary_of_a_saved_model(tmp_path):
     model = arch.build("conv3x3x4-relu-pool2-fc3", (1, 8, 8))
     path = tmp_path / "m.safetensors"
-    cnnlab.save(model, path)
+    cnnlab.io.save_model(model, path)
     r = cli("summary", path)
     assert r.returncode == 0, r.stderr
     assert "1x8x8" in r.stdout and "4x6x6" in r.stdout
@@ -99,7 +99,7 @@ def test_inspect_and_plot(tmp_path):
     cnnlab.manual_seed(0)
     model = arch.build("conv3x3x4p1-relu-pool2-fc3", (1, 10, 10))
     model.spec["classes"] = ["cat", "dog", "owl"]
-    cnnlab.save(model, tmp_path / "m.safetensors")
+    cnnlab.io.save_model(model, tmp_path / "m.safetensors")
     Image.fromarray(np.full((20, 20), 200, np.uint8)).save(tmp_path / "img.png")
     r = cli("inspect", tmp_path / "m.safetensors", tmp_path / "img.png", "--out", tmp_path / "o")
     assert r.returncode == 0, r.stderr

@@ -130,7 +130,7 @@ def test_official_package_reads_our_files_and_we_read_theirs(tmp_path):
 def test_official_package_reads_our_model_file(tmp_path):
     official = pytest.importorskip("safetensors")
     model = arch.build("conv3x3x4-bn-relu-fc2", (1, 5, 5))
-    path = io.save(model, tmp_path / "model.safetensors")
+    path = io.save_model(model, tmp_path / "model.safetensors")
     with official.safe_open(str(path), framework="np") as f:
         assert json.loads(f.metadata()["spec"])["arch"] == "conv3x3x4-bn-relu-fc2"
         np.testing.assert_array_equal(f.get_tensor("0.weight"), model[0].weight.data)
@@ -352,7 +352,7 @@ def test_atomic_write_rejects_other_modes(tmp_path):
 def test_failing_model_save_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "model.safetensors"
     old = arch.build("conv3x3x4-fc2", (1, 5, 5))
-    io.save(old, path)
+    io.save_model(old, path)
     before = path.read_bytes()
 
     def full_disk(fd):
@@ -360,11 +360,11 @@ def test_failing_model_save_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", full_disk)  # fails after the bytes were written
     with pytest.raises(OSError, match="No space left"):
-        io.save(arch.build("conv3x3x4-fc2", (1, 5, 5)), path)
+        io.save_model(arch.build("conv3x3x4-fc2", (1, 5, 5)), path)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.safetensors"]
-    np.testing.assert_array_equal(io.load(path)[0].weight.data, old[0].weight.data)
+    np.testing.assert_array_equal(io.load_model(path)[0].weight.data, old[0].weight.data)
 
 
 # ----------------------------------------------------------------------------- model files
@@ -379,12 +379,12 @@ def test_model_round_trip_is_bit_identical(tmp_path):
     model = _lenet()
     classes = [f"digit {i}" for i in range(10)]
     norm = {"mean": [0.1307], "std": [0.3081]}
-    path = cnnlab.save(
+    path = cnnlab.io.save_model(
         model,
         tmp_path / "model.safetensors",
         meta={"classes": classes, "normalization": norm, "accuracy": 0.99},
     )
-    loaded = cnnlab.load(path)
+    loaded = cnnlab.io.load_model(path)
     assert loaded.training is False
     assert loaded.spec == {
         "arch": LENET,
@@ -393,6 +393,7 @@ def test_model_round_trip_is_bit_identical(tmp_path):
         "normalization": norm,
         "accuracy": 0.99,
         "cnnlab_version": cnnlab.__version__,
+        "task": "classify",
     }
     want, got = model.state_dict(), loaded.state_dict()
     assert list(got) == list(want)
@@ -406,7 +407,7 @@ def test_model_round_trip_is_bit_identical(tmp_path):
 
 def test_numpy_values_in_the_spec_are_stored_as_plain_json(tmp_path):
     model = arch.build("conv3x3x4-fc2", (3, 5, 5))
-    path = io.save(
+    path = io.save_model(
         model,
         tmp_path / "m.safetensors",
         meta={
@@ -422,9 +423,9 @@ def test_numpy_values_in_the_spec_are_stored_as_plain_json(tmp_path):
 def test_float64_and_batch_norm_buffers_are_preserved(tmp_path):
     model = arch.build("conv3x3x4-bn-relu-fc2", (1, 5, 5)).double()
     model(cnnlab.tensor(np.random.default_rng(0).random((3, 1, 5, 5))))  # moves the buffers
-    path = io.save(model, tmp_path)  # a directory gets model.safetensors
+    path = io.save_model(model, tmp_path)  # a directory gets model.safetensors
     assert path == str(tmp_path / "model.safetensors")
-    loaded = io.load(tmp_path)
+    loaded = io.load_model(tmp_path)
     for name, value in model.state_dict().items():
         assert loaded.state_dict()[name].dtype == value.dtype
         np.testing.assert_array_equal(loaded.state_dict()[name], value)
@@ -439,10 +440,10 @@ def test_save_needs_a_spec(tmp_path):
         match=r"cannot save this Sequential: it has no spec.*"
         r"pass spec=\{'arch'",
     ):
-        io.save(model, tmp_path / "m.safetensors")
-    io.save(model, tmp_path / "m.safetensors", spec={"arch": "fc2", "input_shape": (1, 2, 2)})
+        io.save_model(model, tmp_path / "m.safetensors")
+    io.save_model(model, tmp_path / "m.safetensors", spec={"arch": "fc2", "input_shape": (1, 2, 2)})
     assert io.read_spec(tmp_path / "m.safetensors")["arch"] == "fc2"
-    assert io.load(tmp_path / "m.safetensors")[1].in_features == 4
+    assert io.load_model(tmp_path / "m.safetensors")[1].in_features == 4
 
 
 def test_save_checks_the_spec_against_the_model(tmp_path):
@@ -454,21 +455,21 @@ def test_save_checks_the_spec_against_the_model(tmp_path):
         r"'conv3x3x8-fc2': layer 0\.weight: expected "
         r"\(8, 1, 3, 3\), file has \(4, 1, 3, 3\)",
     ):
-        io.save(model, path, spec={"arch": "conv3x3x8-fc2"})
+        io.save_model(model, path, spec={"arch": "conv3x3x8-fc2"})
     with pytest.raises(
         ValueError,
         match=r"spec\['classes'\] has 3 names, but the model outputs "
         r"2 scores",
     ):
-        io.save(model, path, meta={"classes": ["a", "b", "c"]})
+        io.save_model(model, path, meta={"classes": ["a", "b", "c"]})
     with pytest.raises(ValueError, match=r"normalization'\]\['std'\] must have 1 or 1 values"):
-        io.save(model, path, meta={"normalization": {"mean": [0.5], "std": [1.0, 2.0]}})
+        io.save_model(model, path, meta={"normalization": {"mean": [0.5], "std": [1.0, 2.0]}})
     with pytest.raises(ValueError, match=r"'std'\] must be finite and > 0"):
-        io.save(model, path, meta={"normalization": {"mean": 0.5, "std": 0.0}})
+        io.save_model(model, path, meta={"normalization": {"mean": 0.5, "std": 0.0}})
     with pytest.raises(ValueError, match=r"model spec must be plain JSON data"):
-        io.save(model, path, meta={"when": object()})
+        io.save_model(model, path, meta={"when": object()})
     with pytest.raises(ValueError, match=r"unknown layer 'fcc2'"):
-        io.save(model, path, spec={"arch": "conv3x3x4-fcc2"})
+        io.save_model(model, path, spec={"arch": "conv3x3x4-fcc2"})
     assert not path.exists()
 
 
@@ -481,10 +482,10 @@ def _rewrite(path, tensors=None, metadata=None):
 
 
 def test_wrong_shape_in_file_names_the_layer(tmp_path):
-    path = io.save(_lenet(), tmp_path / "m.safetensors")
+    path = io.save_model(_lenet(), tmp_path / "m.safetensors")
     _rewrite(path, {"3.weight": np.zeros((16, 3, 5, 5), np.float32)})
     with pytest.raises(ModelFileError) as info:
-        io.load(path)
+        io.load_model(path)
     assert str(info.value) == (
         f"{path}: the weights do not fit the architecture '{LENET}': layer 3.weight: expected "
         "(16, 6, 5, 5), file has (16, 3, 5, 5). The file was written for a different model, "
@@ -493,14 +494,14 @@ def test_wrong_shape_in_file_names_the_layer(tmp_path):
 
 
 def test_wrong_dtype_missing_and_extra_tensors(tmp_path):
-    path = io.save(arch.build("conv3x3x4-bn-fc2", (1, 5, 5)), tmp_path / "m.safetensors")
+    path = io.save_model(arch.build("conv3x3x4-bn-fc2", (1, 5, 5)), tmp_path / "m.safetensors")
     _rewrite(path, {"0.bias": np.zeros(4, np.int64), "9.weight": np.zeros(1, np.float32)})
     with pytest.raises(
         ModelFileError,
         match=r"layer 0\.bias: expected float32 values, file has "
         r"int64; unexpected tensors \['9\.weight'\]",
     ):
-        io.load(path)
+        io.load_model(path)
     tensors, meta = safetensors.load_file_with_metadata(path)
     del tensors["1.running_var"], tensors["9.weight"]
     safetensors.save_file(tensors, path, meta)
@@ -509,7 +510,7 @@ def test_wrong_dtype_missing_and_extra_tensors(tmp_path):
         match=r"layer 1\.running_var: expected \(4,\), file has "
         r"none",
     ):
-        io.load(path)
+        io.load_model(path)
 
 
 def test_files_that_are_not_model_files(tmp_path):
@@ -520,29 +521,29 @@ def test_files_that_are_not_model_files(tmp_path):
         match=r"without a cnnlab model spec.*model\.load_state_"
         r"dict\(cnnlab\.io\.safetensors\.load_file\(path\)\)",
     ):
-        io.load(plain)
+        io.load_model(plain)
 
     model = arch.build("fc2", (1, 2, 2))
-    path = io.save(model, tmp_path / "m.safetensors")
+    path = io.save_model(model, tmp_path / "m.safetensors")
     _rewrite(path, metadata={"format_version": "2"})
     with pytest.raises(
         ModelFileError,
         match=r"format version 2, but this cnnlab .* reads "
         r"version 1; upgrade cnnlab",
     ):
-        io.load(path)
+        io.load_model(path)
     _rewrite(path, metadata={"format_version": "1", "spec": "{oops"})
     with pytest.raises(ModelFileError, match=r"the model spec in the file is invalid"):
-        io.load(path)
+        io.load_model(path)
     _rewrite(path, metadata={"spec": json.dumps({"arch": "fc2x", "input_shape": [1, 2, 2]})})
     with pytest.raises(ModelFileError, match=r"invalid \(malformed fc layer 'fc2x'"):
-        io.load(path)
+        io.load_model(path)
 
     ckpt = io.save_checkpoint(tmp_path / "c.safetensors", model=model, epoch=1)
     with pytest.raises(ModelFileError, match=r"this is a training checkpoint, not a model file"):
-        io.load(ckpt)
+        io.load_model(ckpt)
     with pytest.raises(ModelFileError, match=r"this is a model file, not a training checkpoint"):
-        io.load_checkpoint(io.save(model, tmp_path / "m2.safetensors"))
+        io.load_checkpoint(io.save_model(model, tmp_path / "m2.safetensors"))
 
 
 _spec_values = st.recursive(
@@ -573,7 +574,7 @@ def test_fuzz_specs_in_files_load_or_give_model_file_error(tmp_path_factory, spe
     metadata = {"format": "cnnlab-model", "format_version": "1", "spec": json.dumps(spec)}
     safetensors.save_file(model.state_dict(), path, metadata)
     try:
-        loaded = io.load(path)
+        loaded = io.load_model(path)
     except ModelFileError:
         return
     assert loaded.spec["arch"] == "fc2"
@@ -599,7 +600,7 @@ def test_pickle_disguised_as_safetensors_is_refused_without_running(tmp_path, pr
     marker = tmp_path / "pwned"
     evil = tmp_path / "model.safetensors"
     evil.write_bytes(pickle.dumps({"state_dict": _Trap(marker)}, protocol=protocol))
-    for load in (io.load, io.load_checkpoint, safetensors.load_file, io.read_spec):
+    for load in (io.load_model, io.load_checkpoint, safetensors.load_file, io.read_spec):
         with pytest.raises(
             ModelFileError,
             match=r"this looks like a Python pickle file .*"
@@ -618,11 +619,11 @@ def test_torch_zip_files_are_refused(tmp_path):
         match=r"model\.pt: this is a zip archive \(the format "
         r"torch\.save uses",
     ):
-        io.load(fake)
+        io.load_model(fake)
     npy = tmp_path / "w.npy"
     np.save(npy, np.zeros(3))
     with pytest.raises(ModelFileError, match=r"NumPy \.npy file.*allow_pickle=False"):
-        io.load(npy)
+        io.load_model(npy)
 
 
 def test_real_torch_save_file_is_refused(tmp_path):
@@ -630,10 +631,10 @@ def test_real_torch_save_file_is_refused(tmp_path):
     path = tmp_path / "model.pth"
     torch.save({"w": torch.zeros(2)}, path)
     with pytest.raises(ModelFileError, match=r"zip archive"):
-        io.load(path)
+        io.load_model(path)
     torch.save({"w": torch.zeros(2)}, path, _use_new_zipfile_serialization=False)
     with pytest.raises(ModelFileError, match=r"pickle file"):
-        io.load(path)
+        io.load_model(path)
 
 
 def test_save_and_load_leave_the_global_rng_alone(tmp_path):
@@ -641,7 +642,7 @@ def test_save_and_load_leave_the_global_rng_alone(tmp_path):
     cnnlab.manual_seed(7)
     expected = cnnlab.random.get_generator().random(3)
     cnnlab.manual_seed(7)
-    io.load(io.save(model, tmp_path / "m.safetensors"))
+    io.load_model(io.save_model(model, tmp_path / "m.safetensors"))
     np.testing.assert_array_equal(cnnlab.random.get_generator().random(3), expected)
 
 

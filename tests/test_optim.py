@@ -447,7 +447,7 @@ def test_zero_grad_sets_gradients_to_none_or_zero_in_place():
     assert a.grad is None and b.grad is None
     a.grad = grad = np.array([1.0, 1.0])
     opt.zero_grad(set_to_none=False)
-    assert a.grad is grad and np.all(grad == 0) and b.grad is None
+    assert a.grad.data is grad and np.all(grad == 0) and b.grad is None
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -37,6 +37,7 @@ def rel_error(ours: np.ndarray, theirs: np.ndarray) -> float:
 
 def assert_close(ours: np.ndarray, theirs, dtype, what: str) -> None:
     theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
+    ours = np.asarray(ours)
     assert ours.dtype == dtype, f"{what}: dtype {ours.dtype}, expected {np.dtype(dtype)}"
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, torch {theirs.shape}"
     err = rel_error(ours.astype(np.float64), theirs.astype(np.float64))

@@ -42,15 +42,15 @@ def test_7x7_with_3x3_at_stride_3_does_not_fit_exactly():
 
 def test_ten_5x5x3_filters_have_760_parameters(seeded):
     conv = nn.Conv2d(3, 10, 5)
-    assert conv.weight.size == 750 and conv.bias.size == 10
-    assert sum(p.size for p in conv.parameters()) == 760
-    assert sum(p.size for p in nn.Conv2d(3, 10, 5, bias=False).parameters()) == 750
+    assert conv.weight.numel() == 750 and conv.bias.numel() == 10
+    assert sum(p.numel() for p in conv.parameters()) == 760
+    assert sum(p.numel() for p in nn.Conv2d(3, 10, 5, bias=False).parameters()) == 750
 
 
 def test_parameter_count_with_groups(seeded):
     conv = nn.Conv2d(4, 8, 3, groups=2)  # each filter is 3x3x2
     assert conv.weight.shape == (8, 2, 3, 3)
-    assert sum(p.size for p in conv.parameters()) == 8 * 2 * 9 + 8
+    assert sum(p.numel() for p in conv.parameters()) == 8 * 2 * 9 + 8
 
 
 def test_pooling_halves():

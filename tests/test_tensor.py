@@ -266,7 +266,8 @@ def test_float32_layers_stay_float32(seeded):
 
 def test_basic_properties():
     x = Tensor(np.arange(6.0).reshape(2, 3))
-    assert x.shape == (2, 3) and x.ndim == 2 and x.size == 6 and len(x) == 2
+    assert x.shape == (2, 3) and x.ndim == 2 and x.size() == (2, 3) and x.numel() == 6
+    assert len(x) == 2 and x.size(1) == 3 and x.size(-2) == 2 and x.dim() == 2
     assert x.numpy() is x.data
     assert Tensor([3.5]).item() == 3.5
     assert x.argmax(axis=1).tolist() == [2, 2]
@@ -296,7 +297,7 @@ def test_backward_on_non_scalar_needs_grad():
 
 def test_backward_grad_of_wrong_shape():
     x = Tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"grad has shape \(3,\), expected \(2,\)"):
+    with pytest.raises(RuntimeError, match=r"gradient has shape \(3,\), expected \(2,\)"):
         (x * 2).backward(np.ones(3))
 
 

@@ -122,38 +122,44 @@ class Ranks:
         dist.split_random_streams(shuffle)
         return dist.DistributedDataParallel(model)
 
-    def sampler(self, n: int, seed: int):
+    def sampler(self, train, seed: int):
         """This rank's share of every epoch's order (None in one process: ``fit`` shuffles)."""
         from cnnlab import distributed as dist
 
-        return dist.DistributedSampler(n, seed=seed) if self.many else None
+        return dist.DistributedSampler(dist.count(train), seed=seed) if self.many else None
 
-    def share(self, data: tuple, what: str) -> tuple:
-        """This rank's contiguous share of a set of (images, labels) it evaluates."""
+    def share(self, data, what: str):
+        """This rank's contiguous share of a set it evaluates (None stays None)."""
         from cnnlab import distributed as dist
 
-        if not self.many:
+        if not self.many or data is None:
             return data
-        images, labels = data
-        if len(labels) < self.size:
-            raise CLIError(f"the {what} set has {len(labels)} images, fewer than the "
+        if dist.count(data) < self.size:
+            raise CLIError(f"the {what} set has {dist.count(data)} images, fewer than the "
                            f"{self.size} ranks; use more data or fewer ranks")
-        part = dist.shard(len(labels))
-        return images[part], labels[part]
+        return dist.share(data)
 
-    def callbacks(self, val_count: int) -> list:
+    def callbacks(self, val_here) -> list:
+        """What keeps the ranks' training in step (nothing in one process)."""
         from cnnlab import distributed as dist
-
-        return [dist.DistributedTraining(val_count)] if self.many else []
-
-    def evaluate(self, model, data, **kwargs: Any):
-        """The test set measured by every rank on its share, combined."""
-        from cnnlab import distributed as dist
-        from cnnlab import train as T
 
         if not self.many:
-            return T.evaluate(model, data, **kwargs)
-        return dist.evaluate(model, data, **kwargs)
+            return []
+        return [dist.DistributedTraining(0 if val_here is None else dist.count(val_here))]
+
+    def evaluate(self, task, model, data) -> dict[str, Any] | None:
+        """The task's metrics of the test set: measured by every rank on its share and merged
+        where the task can merge them, else by rank 0 alone. Rank 0 gets the result; the
+        others get None."""
+        from cnnlab import distributed as dist
+        from cnnlab.distributed import comm
+
+        if not self.many:
+            return task.evaluate(model, data)
+        if task.merges_metrics and dist.count(data) >= self.size:
+            parts = comm.gather_json(task.evaluate(model, dist.share(data)))
+            return task.merge(parts) if self.is_main else None
+        return task.evaluate(model, data) if self.is_main else None
 
     def describe(self, batch_size: int) -> str:
         """The batch as the plan line shows it."""

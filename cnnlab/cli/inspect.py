@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"no model file at {args.model}; save one with `cnnlab train` first")
     if not Path(args.image).is_file():
         raise CLIError(f"no image at {args.image}")
-    model = cnnlab.load(args.model)
+    model = cnnlab.io.load_model(args.model)
     spec = getattr(model, "spec", None) or {}
     shape = spec.get("input_shape")
     if shape is None:

@@ -45,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Under mpirun every rank runs this; only rank 0 prints (see cnnlab.cli.distributed).
     from cnnlab.cli.distributed import parse_on_every_rank, rank_zero_output, report_failure
+    from cnnlab.kernels.memory import keep_freed_memory
 
     with rank_zero_output():
         parser = build_parser()
         args = parse_on_every_rank(parser, argv)
+        keep_freed_memory()  # a command owns its process: reuse each step's memory
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:

@@ -9,66 +9,64 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.main import CLIError
-from cnnlab.cli.train import positive_int
 
 
 def register(subparsers: Any) -> None:
     """Add the ``predict`` command."""
+    from cnnlab import tasks
+
     p = subparsers.add_parser(
         "predict",
-        help="classify image files with a trained model",
+        help="run a trained model on image files",
         description=(
-            "Classify image files with a trained model and show the most likely classes. "
-            "Images are converted (grayscale/RGB) and resized to the model's input, with a "
-            "note on stderr when that happens."
+            "Run a trained model on image files and print its answer for each: a classifier's "
+            "most likely classes, a segmenter's mask, a detector's boxes, key points, or a "
+            "caption. Images are converted (grayscale/RGB) and resized to the model's input, "
+            "with a note on stderr when that happens."
         ),
     )
     p.add_argument("model", metavar="MODEL",
                    help="a model file, or the --out folder of `cnnlab train`")
     p.add_argument("images", metavar="IMAGE", nargs="+",
                    help="PNG, JPEG, BMP, GIF or WebP files")
-    p.add_argument("--top-k", type=positive_int, default=3, metavar="K",
-                   help="how many classes to show per image (default 3)")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object with a list of predictions instead of text")
+                   help="print one JSON object per image (one per line) instead of text")
+    p.add_argument("--out", metavar="DIR",
+                   help="also draw each image with the model's answer on it, as DIR/<name>.png")
+    for name in tasks.available():
+        tasks.get(name).add_arguments("predict", p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict the class of every image in ``args.images``."""
+    """Run the model on every image in ``args.images``."""
     import numpy as np
 
-    import cnnlab
-    from cnnlab.cli.evaluate import load_model, normalizer
+    from cnnlab.cli.evaluate import load_model, task_of
 
     path, model = load_model(args.model)
-    spec = model.spec
-    c, h, w = (int(d) for d in spec["input_shape"])
+    task = task_of(model, path)
+    c, h, w = (int(d) for d in model.spec["input_shape"])
     batch = np.empty((len(args.images), c, h, w), dtype=np.float32)
     for i, name in enumerate(args.images):
         batch[i] = read_image(name, c, h, w)
-    transform = normalizer(spec)
-    x = transform(batch) if transform is not None else batch
-    with cnnlab.no_grad():
-        logits = np.asarray(model(cnnlab.Tensor(x)).data, dtype=np.float64)
-    probs = softmax(logits)
-    classes = list(spec.get("classes") or [])
-    names = [classes[j] if j < len(classes) else str(j) for j in range(probs.shape[1])]
-    k = min(args.top_k, probs.shape[1])
-
-    predictions = []
-    for name, p in zip(args.images, probs, strict=True):
-        order = np.argsort(-p, kind="stable")[:k]
-        top = [{"class": names[j], "index": int(j), "probability": float(p[j])} for j in order]
-        predictions.append({"file": name, **top[0], "top_k": top})
+    try:
+        results = task.predict(model, batch, options=vars(args))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.out:
+        for name, image, result in zip(args.images, batch, results, strict=True):
+            task.draw(image, result, str(Path(args.out) / (Path(name).stem + ".png")),
+                      model.spec)
     if args.json:
-        print(json.dumps({"model": str(path), "predictions": predictions}))
+        for name, result in zip(args.images, results, strict=True):
+            print(json.dumps({"file": name, "task": task.name, **result}, allow_nan=False))
         return 0
-    width = max(len(p["file"]) for p in predictions)
-    for pred in predictions:
-        others = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in pred["top_k"])
-        print(f"{pred['file']:<{width}}  {pred['class']} ({pred['probability']:.1%})"
-              f"    top-{k}: {others}")
+    width = max(len(name) for name in args.images)
+    for name, result in zip(args.images, results, strict=True):
+        print(f"{name:<{width}}  {task.describe(result)}")
+    if args.out:
+        print(f"drew {len(results)} picture(s) in {args.out}")
     return 0
 
 
@@ -105,12 +103,3 @@ def read_image(name: str, c: int, h: int, w: int):
         return load_image(path, channels=c, size=(h, w))
     except DataFormatError as exc:
         raise CLIError(str(exc)) from None
-
-
-def softmax(logits):
-    """Row-wise softmax of a (N, K) array, computed stably."""
-    import numpy as np
-
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

@@ -52,7 +52,7 @@ def load_model(target: str, input_shape: tuple[int, ...] | None):
     if Path(target).exists():  # a model file, or a run folder holding model.safetensors
         import cnnlab
 
-        return cnnlab.load(target)
+        return cnnlab.io.load_model(target)
     from cnnlab import arch
 
     if input_shape is None and target not in arch.PRESETS:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnnlab.cli.main import CLIError
 
 MODEL_FILE = "model.safetensors"
@@ -21,12 +23,13 @@ CURVES_FILE = "curves.png"
 
 # Settings that shape the run; a resumed run must keep them, or it would not end with the
 # weights an uninterrupted run has.
-FIXED_ON_RESUME = ("data", "arch", "batch_size", "lr", "optimizer", "weight_decay",
+FIXED_ON_RESUME = ("task", "data", "arch", "batch_size", "lr", "optimizer", "weight_decay",
                    "schedule", "augment", "val_split", "seed", "limit", "patience", "sync_bn")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``train`` command."""
+    from cnnlab import tasks
     from cnnlab.train.recipes import DATASETS
 
     p = subparsers.add_parser(
@@ -44,9 +47,13 @@ def register(subparsers: Any) -> None:
             "accuracy and lr per epoch), curves.png (if matplotlib is installed)."
         ),
     )
+    p.add_argument("--task", default=None, choices=tasks.available(),
+                   help="what to train the network for (default classify): "
+                        + "; ".join(f"{n}: {tasks.get(n).help}" for n in tasks.available()))
     p.add_argument("--data", metavar="NAME|PATH",
-                   help=f"{', '.join(DATASETS)} (default digits), or a folder of images "
-                        "PATH/<class>/<image> (or PATH/train/... and PATH/test/...)")
+                   help=f"{', '.join(DATASETS)} (default: the task's, digits for classify), "
+                        "or a folder of images PATH/<class>/<image> (or PATH/train/... and "
+                        "PATH/test/...)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the dataset files are (default $CNNLAB_DATA or ~/.cache/cnnlab)")
     p.add_argument("--download", action="store_true",
@@ -81,12 +88,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run saved in DIR (its settings are reused; --epochs "
                         "may raise the total)")
+    for name in tasks.available():
+        tasks.get(name).add_arguments("train", p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` says; 0 on success, 130 when stopped by Ctrl-C (checkpoint saved)."""
     import cnnlab
+    from cnnlab import tasks
     from cnnlab import train as T
     from cnnlab.cli.distributed import Ranks
 
@@ -94,15 +104,17 @@ def run(args: argparse.Namespace) -> int:
     config, out, resume = _config(args, ranks)
     out = ranks.same_folder(out)
     batch_here = ranks.batch_per_rank(config["batch_size"])
-    data = _prepare_data(config)
-    model, optimizer, scheduler = _build(config, data)
-    net = ranks.wrap(model, config, data["shuffle"])
-    val_here = ranks.share(data["val"], "validation")
+    task = tasks.get(config["task"])
+    data = _prepare(task, config)
+    model, optimizer, scheduler = _build(task, config, data)
+    shuffle = np.random.default_rng([config["seed"], 1])
+    net = ranks.wrap(model, config, shuffle)
+    val_here = ranks.share(data.val, "validation")
     _print_plan(config, data, model, out, resume, ranks)
 
     checkpoint = T.Checkpoint(out / CHECKPOINT_FILE, meta={"config": config})
     early = T.EarlyStopping(patience=config["patience"]) if config["patience"] else None
-    callbacks = ranks.callbacks(len(val_here[1])) + ([  # rank 0 shows and writes the run
+    callbacks = ranks.callbacks(val_here) + ([  # rank 0 shows and writes the run
         # Under mpirun a rank's output looks like a terminal even when it goes to a file.
         T.ProgressBar(tty=False if ranks.many else None),
         T.HistoryFile(out / HISTORY_JSON, out / HISTORY_CSV),
@@ -111,11 +123,12 @@ def run(args: argparse.Namespace) -> int:
     if ranks.is_main:
         out.mkdir(parents=True, exist_ok=True)
     try:
-        state = T.fit(net, optimizer, data["train"], val_data=val_here,
+        state = T.fit(net, optimizer, data.train, val_data=val_here,
                       epochs=config["epochs"], batch_size=batch_here,
-                      scheduler=scheduler, callbacks=callbacks, generator=data["shuffle"],
-                      transform=data["train_transform"], resume=resume,
-                      sampler=ranks.sampler(len(data["train"]), config["seed"]))
+                      scheduler=scheduler, callbacks=callbacks, generator=shuffle,
+                      transform=data.train_transform, resume=resume, loss_fn=task.loss,
+                      metric_fn=task.train_metric, forward_fn=task.forward,
+                      sampler=ranks.sampler(data.train, config["seed"]))
     except cnnlab.NonFiniteLossError as exc:
         raise CLIError(f"{exc}; {_last_good(checkpoint)}; try a lower --lr") from exc
 
@@ -131,15 +144,15 @@ def run(args: argparse.Namespace) -> int:
     # The test set is used here, once, for the final number.
     info = {"data": config["name"], "data_arg": config["data"],
             "data_dir": config["data_dir"], "epochs": state.epoch}
-    if data["test"] is not None:
-        result = ranks.evaluate(model, data["test"], transform=data["normalize"])
-        print(f"test accuracy: {result.accuracy:.2%} ({result.correct:,}/{result.n:,}), "
-              f"loss {result.loss:.4f}")
-        info.update(test_accuracy=result.accuracy, test_loss=result.loss, test_n=result.n)
+    if data.test is not None:
+        result = ranks.evaluate(task, model, data.test)  # each rank a share, when it can
+        if ranks.is_main:
+            print(task.headline(result))
+            info["test"] = _plain_numbers(result)
     if not ranks.is_main:
         return 0
     # `info` tells evaluate where the data was, so it can find the same test set again.
-    cnnlab.save(model, out / MODEL_FILE, meta={"training": info})
+    cnnlab.io.save_model(model, out / MODEL_FILE, meta={"training": info})
     if not args.no_plot:
         _plot(state.history, out / CURVES_FILE)
     print(f"saved model to {out / MODEL_FILE}")
@@ -147,79 +160,52 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_data(config: dict[str, Any]) -> dict[str, Any]:
-    """Training, validation (split off the training set) and test sets, normalization and
-    augmentation, and the generator that shuffles."""
-    import numpy as np
-
-    from cnnlab.data import (
-        Compose,
-        Normalize,
-        RandomCrop,
-        RandomHorizontalFlip,
-        compute_mean_std,
-        train_val_split,
-    )
-
-    full = open_data(config["data"], "train", data_dir=config["data_dir"],
-                     download=config["download"])
-    _notes(full)
-    if config["limit"] is not None and config["limit"] < len(full):
-        rng = np.random.default_rng(config["seed"])
-        full = _subset(full, np.sort(rng.permutation(len(full))[: config["limit"]]))
-    train, val = train_val_split(full, config["val_split"], seed=config["seed"])
-    shape = tuple(int(d) for d in train.images.shape[1:])
-    test = open_data(config["data"], "test", data_dir=config["data_dir"],
-                     download=config["download"], channels=shape[0], size=shape[1:],
-                     classes=list(full.classes))
-    if test is not None:
-        _notes(test)
-    mean, std = compute_mean_std(train.images)
-    normalize = Normalize(mean, std)
-    augment = []
-    if config["augment"] in ("crop", "crop-flip"):  # shifts of about 2 pixels on 28x28
-        augment.append(RandomCrop(shape[1:], padding=max(1, shape[1] // 14)))
-    if config["augment"] == "crop-flip":
-        augment.append(RandomHorizontalFlip())
-    return {
-        "classes": list(full.classes),
-        "input_shape": shape,
-        "train": train,
-        "val": (normalize(val.images), val.labels),
-        "test": test,
-        "mean": mean,
-        "std": std,
-        "normalize": normalize,
-        "train_transform": Compose([*augment, normalize]) if augment else normalize,
-        "shuffle": np.random.default_rng([config["seed"], 1]),
-    }
+def _plain_numbers(result: dict[str, Any]) -> dict[str, Any]:
+    """The scalar metrics of an evaluation (no matrices), for the model file."""
+    return {k: v for k, v in result.items()
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
 
-def _build(config: dict[str, Any], data: dict[str, Any]):
+def _prepare(task, config: dict[str, Any]):
+    """The task's data, its errors turned into messages for the terminal."""
+    from cnnlab.data import DataFormatError, DownloadError
+
+    try:
+        data = task.prepare(config)
+    except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as exc:
+        raise CLIError(str(exc).strip() or type(exc).__name__) from exc
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data
+
+
+def _build(task, config: dict[str, Any], data):
     """Model (seeded), optimizer and learning-rate schedule."""
     import cnnlab
 
     cnnlab.manual_seed(config["seed"])
-    arch = config["arch"] or _default_arch(data["input_shape"])
     try:
-        model = cnnlab.arch.build(arch, data["input_shape"], num_classes=len(data["classes"]))
+        model = task.build(config["arch"], data)
     except ValueError as exc:  # the message names the token and draws a caret under it
         raise CLIError(f"--arch: {exc}") from None
-    model.spec["classes"] = data["classes"]
-    model.spec["normalization"] = {"mean": list(data["mean"]), "std": list(data["std"])}
+    model.spec.update(data.spec)
+    model.spec.update(task=task.name, input_shape=list(data.input_shape))
     optimizer = _optimizer(config, model.parameters())
     return model, optimizer, _scheduler(config, optimizer)
 
 
-def _print_plan(config: dict[str, Any], data: dict[str, Any], model, out: Path,
-                resume: dict | None, ranks) -> None:
-    c, h, w = data["input_shape"]
+def _print_plan(config: dict[str, Any], data, model, out: Path, resume: dict | None,
+                ranks) -> None:
+    c, h, w = data.input_shape
     n_params = sum(int(p.data.size) for p in model.parameters())
-    test = f"{len(data['test']):,} test" if data["test"] is not None else "no test"
-    print(f"data: {config['name']}, {len(data['train']):,} training, "
-          f"{len(data['val'][1]):,} validation, {test} images ({c}x{h}x{w}, "
-          f"{len(data['classes'])} classes)")
-    print(f"model: {model.spec['arch']} ({n_params:,} parameters)")
+    test = f"{len(data.test):,} test" if data.test is not None else "no test"
+    n_val = 0 if data.val is None else len(data.val[1] if isinstance(data.val, tuple)
+                                           else data.val)
+    print(f"data: {data.name}, {len(data.train):,} training, {n_val:,} validation, {test} "
+          f"images ({c}x{h}x{w}, {len(data.classes)} classes)")
+    what = model.spec.get("arch") or model.spec["model"]["name"]
+    task = "" if config["task"] == "classify" else f", task {config['task']}"
+    print(f"model: {what} ({n_params:,} parameters{task})")
     print(f"training: {config['epochs']} epochs, {ranks.describe(config['batch_size'])}, "
           f"{config['optimizer']} lr {config['lr']:g}, {config['schedule']} schedule, "
           f"seed {config['seed']} -> {out}")
@@ -238,11 +224,12 @@ def _print_plan(config: dict[str, Any], data: dict[str, Any], model, out: Path,
 def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict | None]:
     """Settings of the run: defaults of the dataset's recipe, then the options given; for
     --resume the settings saved in the checkpoint (returned too)."""
+    from cnnlab import tasks
     from cnnlab.train.checkpoint import read_checkpoint
-    from cnnlab.train.recipes import DATASETS, data_name, recipe_for
+    from cnnlab.train.recipes import DATASETS, data_name
 
-    given = {k: getattr(args, k) for k in ("data", "arch", "epochs", "batch_size", "lr",
-                                           "optimizer", "weight_decay", "schedule",
+    given = {k: getattr(args, k) for k in ("task", "data", "arch", "epochs", "batch_size",
+                                           "lr", "optimizer", "weight_decay", "schedule",
                                            "augment", "val_split", "patience", "limit",
                                            "seed", "sync_bn")}
     if given["data"] not in (None, *DATASETS) and Path(given["data"]).expanduser().is_dir():
@@ -263,6 +250,7 @@ def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict
             raise CLIError(f"--resume {args.resume}: {path} was not written by `cnnlab train`; "
                            "resume it from Python with cnnlab.train.fit(..., resume=path)")
         config = dict(ckpt["extra"]["meta"]["config"])
+        config.setdefault("task", "classify")
         config.setdefault("sync_bn", False)  # runs saved before the option existed
         ranks.check_resume(ckpt, args.resume)
         ckpt["path"] = path
@@ -282,12 +270,14 @@ def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict
         config["download"] = bool(args.download)
         return config, path.parent, ckpt
 
-    data = given["data"] or "digits"
-    recipe = recipe_for(data).as_dict()
+    task = tasks.get(given["task"] or "classify")
+    data = given["data"] or task.default_data
+    recipe = task.recipe(data).as_dict()
     if given["optimizer"] not in (None, recipe["optimizer"]) and given["weight_decay"] is None:
         recipe["weight_decay"] = 1e-2 if given["optimizer"] == "adamw" else 0.0
     config = {k: (given[k] if given.get(k) is not None else v) for k, v in recipe.items()}
     config.update(
+        task=task.name,
         data=data,
         name=data_name(data),
         data_dir=data_dir,
@@ -306,12 +296,6 @@ def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict
         raise CLIError(f"{out} already holds a training run; continue it with --resume {out} "
                        "or choose another --out")
     return config, out, None
-
-
-def _default_arch(input_shape: tuple[int, int, int]) -> str:
-    from cnnlab.train.recipes import default_arch
-
-    return default_arch(input_shape)
 
 
 def _optimizer(config: dict[str, Any], params):
@@ -349,19 +333,6 @@ def open_data(data: str, split: str, **kwargs):
         return recipes.open_data(data, split, **kwargs)
     except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as exc:
         raise CLIError(str(exc).strip() or type(exc).__name__) from exc
-
-
-def _subset(dataset, idx):
-    from cnnlab.data import ArrayDataset
-
-    part = ArrayDataset(dataset.images[idx], dataset.labels[idx], dataset.classes)
-    part.notes = list(getattr(dataset, "notes", []))
-    return part
-
-
-def _notes(dataset) -> None:
-    for note in getattr(dataset, "notes", []):
-        print(f"note: {note}", file=sys.stderr)
 
 
 def _last_good(checkpoint) -> str:

@@ -1,8 +1,10 @@
 """Datasets, downloads, mini-batches and batch transforms, on NumPy alone.
 
-Every dataset holds ``.images`` ``(N, C, H, W)`` float32 in [0, 1], ``.labels`` ``(N,)``
-int64 and ``.classes`` (names); ``dataset[i]`` is ``(image, label)``. ``DataLoader`` turns
-one into shuffled mini-batches; transforms work on whole batches.
+Every classification dataset holds ``.images`` ``(N, C, H, W)`` float32 in [0, 1],
+``.labels`` ``(N,)`` int64 and ``.classes`` (names); ``dataset[i]`` is ``(image, label)``.
+``DigitScenes`` holds several digits per image (masks, boxes, key points, captions);
+``dataset[i]`` is ``(image, target)``. ``DataLoader`` turns either into shuffled
+mini-batches; transforms work on whole batches.
 
     >>> from cnnlab.data import Digits, DataLoader
     >>> train = Digits(train=True)
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cnnlab.data.captions import Vocabulary, caption, parse_caption
 from cnnlab.data.cifar import CIFAR10
 from cnnlab.data.digits import Digits
 from cnnlab.data.download import data_home, default_root, safe_extract_tar
@@ -30,6 +33,8 @@ from cnnlab.data.folder import ImageFolder, load_image
 from cnnlab.data.idx import read_idx, write_idx
 from cnnlab.data.loader import ArrayDataset, DataLoader, random_split, train_val_split
 from cnnlab.data.mnist import MNIST, FashionMNIST
+from cnnlab.data.ragged import Ragged
+from cnnlab.data.scenes import DigitScenes
 from cnnlab.data.transforms import (
     Compose,
     Normalize,
@@ -47,6 +52,7 @@ __all__ = [
     "DataFormatError",
     "DataLoader",
     "DatasetNotFoundError",
+    "DigitScenes",
     "Digits",
     "DownloadError",
     "FashionMNIST",
@@ -55,12 +61,16 @@ __all__ = [
     "Normalize",
     "RandomCrop",
     "RandomHorizontalFlip",
+    "Ragged",
     "UnsafeArchiveError",
+    "Vocabulary",
+    "caption",
     "compute_mean_std",
     "data_home",
     "default_root",
     "load_dataset",
     "load_image",
+    "parse_caption",
     "random_split",
     "read_idx",
     "safe_extract_tar",
@@ -68,12 +78,25 @@ __all__ = [
     "write_idx",
 ]
 
+
+
+def _scenes(source: str):
+    def make(root=None, train: bool = True, download: bool = False) -> DigitScenes:
+        return DigitScenes(source, train=train, root=root, download=download)
+
+    make.__name__ = make.__qualname__ = f"{source}_scenes"
+    make.__doc__ = f"``DigitScenes({source!r}, train, root=root, download=download)``."
+    return make
+
+
 # Names accepted by ``load_dataset`` (and the command line's --data).
 DATASETS = {
     "mnist": MNIST,
     "fashion-mnist": FashionMNIST,
     "cifar10": CIFAR10,
     "digits": Digits,
+    "mnist-scenes": _scenes("mnist"),
+    "digits-scenes": _scenes("digits"),
 }
 
 
@@ -86,11 +109,13 @@ def load_dataset(
     """Load a dataset by name, or an image folder by path.
 
     Args:
-        name: one of ``DATASETS`` ("mnist", "fashion-mnist", "cifar10", "digits"), or the
-            path of a folder laid out as ``<class>/<image>`` (read with ``ImageFolder``).
+        name: one of ``DATASETS`` ("mnist", "fashion-mnist", "cifar10", "digits",
+            "mnist-scenes", "digits-scenes"), or the path of a folder laid out as
+            ``<class>/<image>`` (read with ``ImageFolder``).
         train: training part (True) or test part (False); ignored for a folder.
-        root: where the dataset's files are (see each class); ignored for digits.
-        download: fetch missing files (MNIST, Fashion-MNIST, CIFAR-10).
+        root: where the dataset's files are (see each class); ignored for digits and
+            digits-scenes.
+        download: fetch missing files (MNIST, Fashion-MNIST, CIFAR-10, MNIST scenes).
 
     Returns:
         The dataset.

@@ -112,8 +112,16 @@ def as_arrays(data: Any) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Return ``(images, labels, classes)`` from a dataset or an ``(images, labels)`` pair.
 
     Raises:
-        TypeError: neither a dataset with ``.images``/``.labels`` nor a pair of arrays.
+        TypeError: neither a dataset with ``.images``/``.labels`` nor a pair of arrays, or
+            a dataset of scenes (several labelled objects per image, no single label).
     """
+    if callable(getattr(data, "get_batch", None)):
+        raise TypeError(
+            f"expected a dataset with one label per image, found {type(data).__name__} with "
+            "several digits per image (masks, boxes, key points, captions); scenes train a "
+            "segment, detect, keypoints or caption model, and DataLoader(scenes) batches them "
+            "as (images, targets)"
+        )
     if hasattr(data, "images") and hasattr(data, "labels"):
         return data.images, data.labels, list(getattr(data, "classes", None) or []) or None
     if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -137,7 +145,9 @@ class DataLoader:
     """Iterate over a dataset in mini-batches, optionally shuffled and transformed.
 
     Args:
-        dataset: a dataset with ``.images`` and ``.labels`` or a pair ``(images, labels)``.
+        dataset: a dataset with ``.images`` and ``.labels``, a pair ``(images, labels)``, or
+            a dataset with a ``get_batch(indices)`` method returning ``(images, targets)``
+            (``DigitScenes``), whose targets are then yielded in place of labels.
         batch_size: samples per batch (the last one may be smaller unless ``drop_last``).
         shuffle: draw a new permutation (without replacement) at the start of each epoch.
         drop_last: skip a final batch smaller than ``batch_size``.
@@ -152,7 +162,8 @@ class DataLoader:
             rank's share of the epoch; call its ``set_epoch`` each epoch).
 
     Shape:
-        yields ``(x, y)``: x ``(B, C, H, W)`` float32, y ``(B,)`` int64.
+        yields ``(x, y)``: x ``(B, C, H, W)`` float32, y ``(B,)`` int64 (or the targets
+        of ``dataset.get_batch``).
 
     Resuming: the order of an epoch and its random transforms depend only on the
     generator's state when the epoch starts. Save ``state_dict()`` (or
@@ -192,8 +203,15 @@ class DataLoader:
             )
         _check_generator(generator, "DataLoader")
         self.dataset = dataset
-        self.images, self.labels, self.classes = as_arrays(dataset)
-        if len(self.labels) == 0:
+        self._get_batch = getattr(dataset, "get_batch", None)
+        if callable(self._get_batch):
+            self.images, self.labels = dataset.images, None
+            self.classes = list(getattr(dataset, "classes", None) or []) or None
+        else:
+            self._get_batch = None
+            self.images, self.labels, self.classes = as_arrays(dataset)
+        self._n = int(self.images.shape[0]) if self.labels is None else len(self.labels)
+        if self._n == 0:
             raise ValueError("DataLoader: the dataset is empty; expected at least one sample")
         if sampler is not None and shuffle:
             raise ValueError(
@@ -208,35 +226,43 @@ class DataLoader:
         self._generator = generator
 
     @property
+    def num_samples(self) -> int:
+        """Samples read per epoch, before ``drop_last``: the dataset's, or the sampler's
+        share of it."""
+        return self._n if self.sampler is None else len(self.sampler)
+
+    @property
     def generator(self) -> np.random.Generator:
         """The generator in use: the one given, else cnnlab's global one (looked up now)."""
         return self._generator if self._generator is not None else default_generator()
 
     def __len__(self) -> int:
-        n = len(self.labels) if self.sampler is None else len(self.sampler)
+        n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, Any]]:
         gen = self.generator
         if self.sampler is not None:
             order = self._sampled()
         else:
-            order = gen.permutation(len(self.labels)) if self.shuffle else \
-                np.arange(len(self.labels))
+            order = gen.permutation(self._n) if self.shuffle else np.arange(self._n)
         n = len(order)
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             idx = order[start : start + self.batch_size]
-            x = self.images[idx]
+            if self._get_batch is not None:
+                x, y = self._get_batch(idx)
+            else:
+                x, y = self.images[idx], self.labels[idx]
             if self.transform is not None:
                 x = _apply(self.transform, x, gen)
-            yield x, self.labels[idx]
+            yield x, y
 
     def _sampled(self) -> np.ndarray:
         """The sampler's indices for this epoch, checked against the dataset's size."""
         indices = getattr(self.sampler, "indices", None)
         order = np.asarray(indices() if callable(indices) else list(self.sampler), np.int64)
-        n = len(self.labels)
+        n = self._n
         if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= n)):
             raise ValueError(
                 f"DataLoader: the sampler gave indices outside 0..{n - 1} for a dataset of "
@@ -254,7 +280,7 @@ class DataLoader:
 
     def __repr__(self) -> str:
         return (
-            f"DataLoader(n={len(self.labels)}, batch_size={self.batch_size}, "
+            f"DataLoader(n={self._n}, batch_size={self.batch_size}, "
             f"shuffle={self.shuffle}, drop_last={self.drop_last}, batches={len(self)})"
         )
 

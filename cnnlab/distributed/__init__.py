@@ -44,15 +44,17 @@ from cnnlab.distributed.training import (
     DistributedTraining,
     check_world_size,
     checkpoint_world_size,
+    count,
     evaluate,
     resume_checkpoint,
+    share,
     split_random_streams,
 )
 
 __all__ = [
     "WORLD", "DistributedDataParallel", "DistributedSampler", "DistributedTraining",
     "all_gather", "all_gather_rows", "all_reduce", "barrier", "broadcast", "check_world_size",
-    "checkpoint_world_size", "evaluate", "fail", "init", "is_initialized", "is_main_process",
-    "launched_by_mpi", "launcher_rank", "rank", "resume_checkpoint", "shard",
-    "split_random_streams", "world_size",
+    "checkpoint_world_size", "count", "evaluate", "fail", "init", "is_initialized",
+    "is_main_process", "launched_by_mpi", "launcher_rank", "rank", "resume_checkpoint", "shard",
+    "share", "split_random_streams", "world_size",
 ]

@@ -7,8 +7,9 @@ the step one process would take on the whole batch (see ``docs/distributed.md``)
 
 How the wrapper knows when the gradients are ready: the engine gives each parameter (a
 leaf of the graph) its gradient exactly once per backward pass, after every use of it has
-been accounted for. The wrapper watches that moment for the parameters it manages — their
-class becomes a subclass of theirs that reports the assignment — and copies each gradient
+been accounted for (``Tensor._set_grad``). The wrapper watches that moment for the
+parameters it manages — their class becomes a subclass of theirs that reports the
+assignment — and copies each gradient
 into a flat bucket of a few MB. When the last gradient of the pass has arrived (still inside
 ``loss.backward()``), each bucket is summed over the ranks in one ``Allreduce``, divided by
 the number of ranks, and the parameters' ``.grad`` become views of the averaged buckets.
@@ -25,6 +26,7 @@ import numpy as np
 
 from cnnlab.distributed import comm
 from cnnlab.nn.module import Module, Parameter
+from cnnlab.tensor import Tensor
 
 DEFAULT_BUCKET_CAP_MB = 4.0
 
@@ -283,20 +285,17 @@ _WATCHED_CLASSES: dict[type, type] = {}
 
 
 def _watched_class(base: type) -> type:
-    """A subclass of ``base`` whose ``grad`` assignments are reported to a reducer."""
+    """A subclass of ``base`` whose gradient assignments are reported to a reducer."""
     if base not in _WATCHED_CLASSES:
 
-        def _get(self):
-            return self.__dict__.get("grad")
-
-        def _set(self, value):
-            self.__dict__["grad"] = value
+        def _set_grad(self, array):
+            Tensor._set_grad(self, array)
             reducer = self.__dict__["_cnnlab_reducer"]()
-            if value is not None and reducer is not None:
-                reducer.arrive(self, np.asarray(value))
+            if array is not None and reducer is not None:
+                reducer.arrive(self, self._grad)
 
         _WATCHED_CLASSES[base] = type(base.__name__, (base,), {
-            "grad": property(_get, _set),
+            "_set_grad": _set_grad,
             "__module__": base.__module__,
             "__qualname__": base.__qualname__,
             "_cnnlab_base": base,
@@ -321,4 +320,4 @@ def _unwatch(param: Parameter) -> None:
 
 
 def _set_quietly(param: Parameter, grad: np.ndarray) -> None:
-    param.__dict__["grad"] = grad
+    Tensor._set_grad(param, grad)

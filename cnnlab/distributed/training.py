@@ -13,7 +13,7 @@ import numpy as np
 from cnnlab.distributed import comm
 from cnnlab.distributed.sampler import shard
 from cnnlab.train.callback import Callback
-from cnnlab.train.evaluate import Evaluation, as_arrays
+from cnnlab.train.evaluate import Evaluation
 from cnnlab.train.evaluate import evaluate as evaluate_here
 from cnnlab.train.state import TrainState
 
@@ -74,28 +74,30 @@ class DistributedTraining(Callback):
 
     def on_batch_end(self, state: TrainState) -> None:
         run, synced = state.running, self._synced
-        step = np.array([run["loss_sum"] - synced["loss_sum"], run["correct"] - synced["correct"],
-                         run["seen"] - synced["seen"], self._wants_stop(state)],
-                        dtype=np.float64)
+        keys = ("loss_sum", "correct", "counted", "seen")
+        step = np.array([run.get(k, 0) - synced.get(k, 0) for k in keys]
+                        + [self._wants_stop(state)], dtype=np.float64)
         comm.all_reduce(step, "sum")
-        run["loss_sum"] = synced["loss_sum"] + step[0]
-        run["correct"] = synced["correct"] + int(round(step[1]))
-        run["seen"] = synced["seen"] + int(round(step[2]))
-        state.batch_images = int(round(step[2]))
-        state.loss = float(step[0] / step[2]) if step[2] else math.nan
+        for key, value in zip(keys, step, strict=False):
+            total = synced.get(key, 0) + value
+            run[key] = int(round(total)) if isinstance(run.get(key, 0), int) else total
+        state.batch_images = int(round(step[3]))
+        state.loss = float(step[0] / step[3]) if step[3] else math.nan
         self._synced = dict(run)
-        self._agree_to_stop(state, step[3])
+        self._agree_to_stop(state, step[4])
 
     def on_epoch_end(self, state: TrainState) -> None:
-        logs = state.logs
-        have_val = logs.get("val_loss") is not None
-        sums = np.array([logs["val_loss"] * self.val_count if have_val else 0.0,
-                         round(logs["val_acc"] * self.val_count) if have_val else 0.0,
-                         self.val_count if have_val else 0.0, self._wants_stop(state)])
+        # Means over this rank's share, weighted by its images (exact for a classifier's
+        # accuracy, and for any metric counted the same way in every image).
+        logs, n = state.logs, self.val_count
+        loss, metric = logs.get("val_loss"), logs.get("val_acc")
+        sums = np.array([0.0 if loss is None else loss * n, 0.0 if metric is None else metric * n,
+                         0.0 if loss is None else n, self._wants_stop(state)])
         comm.all_reduce(sums, "sum")
-        if sums[2]:
+        if loss is not None and sums[2]:
             logs["val_loss"] = float(sums[0] / sums[2])
-            logs["val_acc"] = float(sums[1] / sums[2])
+            if metric is not None:
+                logs["val_acc"] = float(sums[1] / sums[2])
         self._agree_to_stop(state, sums[3])
         self._gather_random_states(state)
 
@@ -188,37 +190,81 @@ def split_random_streams(*generators: np.random.Generator) -> None:
         gen.bit_generator.state = gen.bit_generator.jumped(me).state
 
 
+class _Share:
+    """Items ``start .. stop-1`` of a dataset that batches itself (``get_batch``), seen as a
+    dataset of their own."""
+
+    def __init__(self, data: Any, part: slice) -> None:
+        self._data, self._start = data, part.start
+        self.images = data.images[part]
+        self.classes = getattr(data, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get_batch(self, indices: Any) -> Any:
+        return self._data.get_batch(np.asarray(indices) + self._start)
+
+
+def count(data: Any) -> int:
+    """How many images a set holds: a pair ``(images, labels)`` or a dataset."""
+    if isinstance(data, (tuple, list)):
+        return len(data[1])
+    return len(data.images) if hasattr(data, "images") else len(data)
+
+
+def share(data: Any) -> Any:
+    """This rank's contiguous share of a set (blocks in rank order, see :func:`shard`), in the
+    set's own form: a pair ``(images, labels)``, a dataset with ``.images``/``.labels``
+    (``.classes`` kept), or one that batches itself with ``get_batch``."""
+    part = shard(count(data))
+    if isinstance(data, (tuple, list)):
+        return data[0][part], data[1][part]
+    if callable(getattr(data, "get_batch", None)):
+        return _Share(data, part)
+    from cnnlab.data import ArrayDataset
+
+    return ArrayDataset(data.images[part], data.labels[part], getattr(data, "classes", None))
+
+
 def evaluate(model, data, **kwargs: Any) -> Evaluation:
     """``cnnlab.train.evaluate`` over every rank: each measures its contiguous share of
-    ``data`` and the results are combined, so every rank gets the numbers of the whole set
-    (predictions in the set's order, summed confusion matrix).
+    ``data`` (:func:`share`) and the results are combined, so every rank gets the numbers of
+    the whole set: the loss and metric weighted by images, summed counts and confusion
+    matrix, predictions in the set's order.
 
     Args:
         model: The model (the same weights on every rank).
         data: The whole set, the same on every rank.
         **kwargs: As for ``cnnlab.train.evaluate`` (batch_size, num_classes, transform,
-            loss_fn).
+            loss_fn, metric_fn, forward_fn).
 
     Raises:
         ValueError: for an empty set.
     """
-    images, labels = as_arrays(data)
-    if len(images) == 0:
+    total = count(data)
+    if total == 0:
         raise ValueError("evaluate: the set is empty; give at least one labelled image")
-    part = shard(len(images))
-    if part.stop > part.start:
-        here = evaluate_here(model, (images[part], labels[part]), **kwargs)
-        loss_sum, predictions, confusion = here.loss * here.n, here.predictions, here.confusion
-    else:  # more ranks than images: this one has none
-        loss_sum, predictions = 0.0, np.zeros(0, dtype=np.int64)
-        confusion = np.zeros((0, 0), dtype=np.int64)
-    classes = int(comm.all_reduce(len(confusion), "max"))
-    padded = np.zeros((classes, classes), dtype=np.int64)
-    padded[: len(confusion), : len(confusion)] = confusion
-    comm.all_reduce(padded, "sum")
-    total_loss = comm.all_reduce(float(loss_sum), "sum")
-    predictions = comm.all_gather_rows(predictions)
-    correct = int(np.trace(padded))
-    return Evaluation(loss=total_loss / len(images), accuracy=correct / len(images),
-                      n=len(images), correct=correct, predictions=predictions,
-                      confusion=padded)
+    mine = share(data)
+    here = evaluate_here(model, mine, **kwargs) if count(mine) else None
+    n = here.n if here is not None else 0
+    sums = np.zeros(6)
+    if here is not None:
+        sums[:] = [here.loss * n, 0.0 if here.accuracy is None else here.accuracy * n,
+                   here.correct, n, here.accuracy is not None, here.confusion is not None]
+    comm.all_reduce(sums, "sum")
+    with_metric, classifier = sums[4] > 0, sums[5] > 0
+    confusion = predictions = None
+    if classifier:  # counts add up
+        size = int(comm.all_reduce(0 if here is None else len(here.confusion), "max"))
+        confusion = np.zeros((size, size), dtype=np.int64)
+        if here is not None:
+            confusion[: len(here.confusion), : len(here.confusion)] = here.confusion
+        comm.all_reduce(confusion, "sum")
+        predictions = comm.all_gather_rows(
+            here.predictions if here is not None else np.zeros(0, dtype=np.int64))
+        sums[1] = sums[2]  # accuracy: exactly the correct answers over the set
+    return Evaluation(loss=float(sums[0] / total),
+                      accuracy=float(sums[1] / total) if with_metric else None,
+                      n=total, correct=int(round(sums[2])), predictions=predictions,
+                      confusion=confusion)

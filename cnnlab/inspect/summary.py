@@ -272,7 +272,7 @@ def summary(
         model: a ``cnnlab.nn.Module``.
         input_shape: one sample's shape, ``(C, H, W)`` or ``"CxHxW"`` (``(features,)`` for
             a network of Linear layers). None: the model's ``spec["input_shape"]`` (models
-            loaded with ``cnnlab.load`` have one).
+            loaded with ``cnnlab.io.load_model`` have one).
         print_fn: when given, called with each line of the table (``print_fn=print``).
 
     Returns:

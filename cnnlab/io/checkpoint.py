@@ -26,74 +26,13 @@ import numpy as np
 from cnnlab.io import safetensors
 from cnnlab.io.errors import ModelFileError
 from cnnlab.io.model_file import check_weights
+from cnnlab.io.tree import decode as _decode
+from cnnlab.io.tree import encode as _encode
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "restore_checkpoint", "save_checkpoint"]
 
 FORMAT = "cnnlab-checkpoint"
 FORMAT_VERSION = 1
-
-# Tags for what JSON cannot say directly; a dict with one of these keys is rebuilt.
-_ARRAY, _TUPLE, _ITEMS = "__array__", "__tuple__", "__items__"
-
-
-def _encode(value: Any, path: list[str], arrays: dict[str, np.ndarray]) -> Any:
-    """A JSON-able copy of ``value``; arrays are moved to ``arrays`` under a dotted name."""
-    where = ".".join(path)
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.ndarray):
-        if where in arrays:
-            raise ValueError(f"checkpoint: two arrays would both be stored as {where!r}")
-        arrays[where] = value
-        return {_ARRAY: where}
-    if isinstance(value, tuple):
-        return {_TUPLE: [_encode(v, [*path, str(i)], arrays) for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_encode(v, [*path, str(i)], arrays) for i, v in enumerate(value)]
-    if isinstance(value, Mapping):
-        plain = all(isinstance(k, str) for k in value) and not {_ARRAY, _TUPLE, _ITEMS} & set(value)
-        if plain:
-            return {k: _encode(v, [*path, k], arrays) for k, v in value.items()}
-        return {
-            _ITEMS: [
-                [_encode(k, [*path, "key"], arrays), _encode(v, [*path, str(k)], arrays)]
-                for k, v in value.items()
-            ]
-        }
-    raise ValueError(
-        f"checkpoint: cannot store {where or 'a value'} of type {type(value).__name__}; "
-        "use numbers, strings, lists, dicts, tuples and NumPy arrays"
-    )
-
-
-def _decode(value: Any, arrays: dict[str, np.ndarray], used: set[str]) -> Any:
-    if isinstance(value, list):
-        return [_decode(v, arrays, used) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1 and _ARRAY in value:
-        name = value[_ARRAY]
-        if name not in arrays:
-            raise ValueError(f"refers to tensor {name!r}, which the file does not have")
-        used.add(name)
-        return arrays[name]
-    if len(value) == 1 and _TUPLE in value:
-        return tuple(_decode(v, arrays, used) for v in value[_TUPLE])
-    if len(value) == 1 and _ITEMS in value:
-        items = [[_decode(k, arrays, used), _decode(v, arrays, used)] for k, v in value[_ITEMS]]
-        return {_hashable(k): v for k, v in items}
-    return {k: _decode(v, arrays, used) for k, v in value.items()}
-
-
-def _hashable(key: Any) -> Any:
-    return tuple(_hashable(k) for k in key) if isinstance(key, (list, tuple)) else key
-
 
 def save_checkpoint(
     path: str | os.PathLike,
@@ -179,7 +118,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if fmt == "cnnlab-model":
         raise ModelFileError(
             f"{source}: this is a model file, not a training checkpoint; load it with "
-            "cnnlab.load(path)."
+            "cnnlab.io.load_model(path)."
         )
     if fmt != FORMAT or "checkpoint" not in metadata:
         raise ModelFileError(

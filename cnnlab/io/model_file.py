@@ -84,16 +84,30 @@ def check_spec(spec: Any) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise ValueError(f"a model spec must be a dict, got {type(spec).__name__}")
     spec = _plain(dict(spec))
-    for key in ("arch", "input_shape"):
-        if spec.get(key) is None:
-            raise ValueError(
-                f"the model spec has no {key!r}; a model file needs the architecture string "
-                "and the input shape to rebuild the model, e.g. spec={'arch': "
-                "'conv3x3x16p1-relu-pool2-fc10', 'input_shape': [1, 28, 28]}"
-            )
-    if not isinstance(spec["arch"], str):
-        raise ValueError(f"spec['arch'] must be a string, got {type(spec['arch']).__name__}")
-    spec["arch"] = arch.to_string(arch.resolve(spec["arch"]))
+    if spec.get("input_shape") is None or (spec.get("arch") is None and
+                                           spec.get("model") is None):
+        missing = "input_shape" if spec.get("input_shape") is None else "arch"
+        raise ValueError(
+            f"the model spec has no {missing!r}; a model file needs the architecture (an "
+            "architecture string, or a registered model's name and config) and the input "
+            "shape to rebuild the model, e.g. spec={'arch': 'conv3x3x16p1-relu-pool2-fc10', "
+            "'input_shape': [1, 28, 28]}"
+        )
+    if spec.get("arch") is not None:
+        if not isinstance(spec["arch"], str):
+            raise ValueError(f"spec['arch'] must be a string, got {type(spec['arch']).__name__}")
+        spec["arch"] = arch.to_string(arch.resolve(spec["arch"]))
+    else:
+        model = spec["model"]
+        if not isinstance(model, Mapping) or not isinstance(model.get("name"), str) or \
+                not isinstance(model.get("config", {}), Mapping):
+            raise ValueError(f"spec['model'] must be {{'name': str, 'config': dict}}, got "
+                             f"{model!r}")
+        spec["model"] = {"name": model["name"], "config": dict(model.get("config", {}))}
+    task = spec.get("task", "classify")
+    if not isinstance(task, str):
+        raise ValueError(f"spec['task'] must be a string, got {task!r}")
+    spec["task"] = task
     shape = spec["input_shape"]
     if (
         not isinstance(shape, (list, tuple))
@@ -143,6 +157,26 @@ def check_spec(spec: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the model spec must be plain JSON data: {exc}") from None
     return spec
+
+
+def build_from_spec(spec: Mapping[str, Any]) -> Any:
+    """The untrained network a (checked) spec describes: from its architecture string, or
+    from the registered model builder it names (:mod:`cnnlab.models`).
+
+    Raises:
+        ValueError: when the architecture does not build.
+    """
+    if spec.get("arch") is not None:
+        from cnnlab import arch
+
+        return arch.build(spec["arch"], spec["input_shape"])
+    from cnnlab import models
+
+    return models.build(spec["model"]["name"], spec["model"]["config"])
+
+
+def _what(spec: Mapping[str, Any]) -> str:
+    return spec["arch"] if spec.get("arch") is not None else spec["model"]["name"]
 
 
 def _describe(shape: tuple[int, ...]) -> str:
@@ -240,7 +274,7 @@ def save(
     merged = dict(getattr(model, "spec", None) or {})
     merged.update(spec or {})
     merged.update(meta or {})
-    if not merged.get("arch") or not merged.get("input_shape"):
+    if not (merged.get("arch") or merged.get("model")) or not merged.get("input_shape"):
         raise ValueError(
             f"cannot save this {type(model).__name__}: it has no spec, and a model file needs "
             "the architecture string and input shape to rebuild it. Build it with "
@@ -254,12 +288,15 @@ def save(
     tensors = model.state_dict()
     with _keep_rng():
         try:
-            fresh = arch.build(merged["arch"], merged["input_shape"])
+            fresh = build_from_spec(merged)
         except ValueError as exc:
-            raise ValueError(f"cannot save: spec['arch'] does not build: {exc}") from None
-    check_weights(fresh, tensors, "cannot save", merged["arch"])
-    outputs = math.prod(arch.plan(merged["arch"], merged["input_shape"])[-1]["output_shape"])
-    if merged["classes"] is not None and len(merged["classes"]) != outputs:
+            raise ValueError(f"cannot save: the spec's architecture does not build: {exc}"
+                             ) from None
+    check_weights(fresh, tensors, "cannot save", _what(merged))
+    outputs = None if merged.get("arch") is None else math.prod(
+        arch.plan(merged["arch"], merged["input_shape"])[-1]["output_shape"])
+    if outputs is not None and merged["classes"] is not None and \
+            len(merged["classes"]) != outputs:
         raise ValueError(
             f"cannot save: spec['classes'] has {len(merged['classes'])} names, but the model "
             f"outputs {outputs} scores; give one name per output"
@@ -336,19 +373,18 @@ def load(path: str | os.PathLike) -> Any:
             files are refused without being opened as such), has no cnnlab spec, or its
             weights do not fit its architecture (naming each layer and both shapes).
     """
-    from cnnlab import arch
 
     path = _resolve_path(path)
     tensors, metadata = safetensors.load_file_with_metadata(path)
     spec = _spec_from_metadata(metadata, path)
     with _keep_rng():
         try:
-            model = arch.build(spec["arch"], spec["input_shape"])
+            model = build_from_spec(spec)
         except ValueError as exc:
             raise ModelFileError(
                 f"{path}: its architecture cannot be built ({exc}); save the model again."
             ) from None
-    check_weights(model, tensors, path, spec["arch"])
+    check_weights(model, tensors, path, _what(spec))
     dtype = _float_dtype(tensors, path)
     if dtype is not None:
         model.to(dtype)

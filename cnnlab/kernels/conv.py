@@ -170,16 +170,15 @@ def _gemm_tiles(xh: np.ndarray, wmats: list[np.ndarray], geo: Geometry, out: np.
         workspace.give(buf)
         workspace.give(prod)
 
-    with parallel.single_threaded_blas:
-        if len(shares) == 1 and len(shares[0]) == 1:
-            # One tile (batch 1): the threads' bookkeeping would cost ~3 us a layer.
-            tile = shares[0][0]
-            rows = tile.flat.stop - tile.flat.start
-            buf = np.empty(rows * width, dtype=xh.dtype)
-            prod = np.empty(rows * f, dtype=xh.dtype) if pooled else None
-            _forward_tile(buf, prod, tile, xh, xp_all, wmats, geo, out, relu)
-        else:
-            parallel.run_parts(work, shares)
+    if len(shares) == 1 and len(shares[0]) == 1:
+        # One tile (batch 1): the threads' bookkeeping would cost ~3 us a layer.
+        tile = shares[0][0]
+        rows = tile.flat.stop - tile.flat.start
+        buf = np.empty(rows * width, dtype=xh.dtype)
+        prod = np.empty(rows * f, dtype=xh.dtype) if pooled else None
+        _forward_tile(buf, prod, tile, xh, xp_all, wmats, geo, out, relu)
+    else:
+        parallel.run_parts(work, shares)
     return True
 
 
@@ -287,19 +286,18 @@ def conv2d_backward(grad: np.ndarray, x: np.ndarray, w: np.ndarray, stride: tupl
     geo = Geometry((kh, kw), stride, padding, dilation, groups, cg, (oh, ow))
     dout = to_nhwc(grad).reshape(n * oh * ow, f)
     dx = dw = db = None
-    with parallel.single_threaded_blas:
-        if need_b:
-            db = np.ones(len(dout), dtype=grad.dtype) @ dout  # a GEMV beats a strided sum
-        if need_w:
-            dw = _weight_grad(to_nhwc(x), dout, geo, w.shape)
-        if need_x:
-            if _full_conv_applies(stride, padding, dilation, groups, (kh, kw), c, f):
-                dx = _dx_full_conv(dout.reshape(n, oh, ow, f), w, padding, dilation, (h, wd))
-            else:
-                dxp = np.zeros((n, h + 2 * padding[0], wd + 2 * padding[1], c), grad.dtype)
-                _dx_col2im(dout, w, geo, dxp)
-                dx = unpad_nhwc(dxp, *padding)
-            dx = dx.transpose(0, 3, 1, 2)
+    if need_b:
+        db = np.ones(len(dout), dtype=grad.dtype) @ dout  # a GEMV beats a strided sum
+    if need_w:
+        dw = _weight_grad(to_nhwc(x), dout, geo, w.shape)
+    if need_x:
+        if _full_conv_applies(stride, padding, dilation, groups, (kh, kw), c, f):
+            dx = _dx_full_conv(dout.reshape(n, oh, ow, f), w, padding, dilation, (h, wd))
+        else:
+            dxp = np.zeros((n, h + 2 * padding[0], wd + 2 * padding[1], c), grad.dtype)
+            _dx_col2im(dout, w, geo, dxp)
+            dx = unpad_nhwc(dxp, *padding)
+        dx = dx.transpose(0, 3, 1, 2)
     return dx, dw, db
 
 

@@ -1,27 +1,34 @@
-"""Threads for the kernels: work split over the batch, with BLAS kept single-threaded.
+"""Threads for the kernels: one policy, decided once per forward and once per backward pass.
 
 OpenBLAS's own threads speed up only large, square GEMMs; on the skinny ones of a CNN they
 are often slower than one thread, and when another process holds a core they spin and can
 cost 10x. Splitting a layer over the batch instead parallelizes everything in it — the
 window copies, the padding, the GEMM and the bias — and NumPy releases the GIL for all of
-them. BLAS threads are set to one only while a kernel runs (through threadpoolctl, when it
-is installed) and restored afterwards, so other NumPy code in the process is unaffected.
-It must be one thread for every GEMM of a step, split or not: OpenBLAS threads keep spinning
-for a while after a call, and then fight the pool's threads for the cores.
+them. So a pass over a batch of at least as many images as threads splits its kernels over
+the batch and holds BLAS at one thread for the whole pass (through threadpoolctl, when it is
+installed), restoring it afterwards, so other NumPy code in the process is unaffected. It
+must be one thread for every GEMM of such a pass, split or not: OpenBLAS threads keep
+spinning for a while after a call, and then fight the pool's threads for the cores.
 
-The exception is a batch smaller than the thread count (one image, for latency): there is
-no batch to split, so a Module called on it leaves BLAS its threads for the whole pass
-(they were 1.8x faster on the CIFAR net's GEMMs of one image) and the pool stays idle.
-Switching BLAS threads per kernel instead cost more than it saved.
+A batch smaller than the thread count (one image, for latency) has no batch to split, so
+its pass leaves BLAS its threads (they were 1.8x faster on the CIFAR net's GEMMs of one
+image) and the pool stays idle; so do passes over data that are not image maps (an LSTM's
+GEMMs), and ops called outside any module or backward pass. Switching BLAS threads per
+kernel instead cost more than it saved.
+
+:class:`region` is the one place this is decided: ``Module.__call__`` enters it at the root
+of a forward pass and ``backward`` at the root of a backward pass; layers and kernels only
+ask :func:`workers`. The decision is per Python thread, so two threads running models do
+not undo each other's settings.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 # Below this many multiply-adds a layer is not worth splitting (thread hand-off ~50 us).
 MIN_SPLIT_WORK = 1_000_000
@@ -63,15 +70,19 @@ def set_num_threads(n: int) -> None:
     _threads = n
 
 
-class _BlasControl:
-    """Sets the BLAS library to one thread while a kernel (or a Module call) runs;
-    re-entrant, and only the outermost block switches."""
+class _Blas:
+    """The BLAS library's thread count, through threadpoolctl when it is installed.
+
+    The setting is process-wide, so it is reference-counted: it drops to one thread when the
+    first pass that splits over the batch begins (in any Python thread) and is restored
+    when the last one ends.
+    """
 
     def __init__(self) -> None:
         self._lib: Any = None
-        self._saved = 0
-        self._depth = 0
-        self.threaded = False  # inside left_threaded(): BLAS threads on, no pool splitting
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 1
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:
@@ -84,51 +95,94 @@ class _BlasControl:
     def available(self) -> bool:
         return self._lib is not None
 
-    @property
-    def entered(self) -> bool:
-        """Whether a kernel (or a Module call) in this process is inside the block."""
-        return self._depth > 0
+    def threads(self) -> int | None:
+        """BLAS's current thread count (None when it cannot be read)."""
+        return None if self._lib is None else self._lib.get_num_threads()
 
-    def __enter__(self) -> _BlasControl:
-        if self._lib is not None:
-            if self._depth == 0:
+    def hold_single(self) -> None:
+        with self._lock:
+            if self._users == 0:
                 self._saved = self._lib.get_num_threads()
                 if self._saved != 1:
                     self._lib.set_num_threads(1)
-            self._depth += 1
+            self._users += 1
+
+    def release_single(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._saved != 1:
+                self._lib.set_num_threads(self._saved)
+
+
+_blas = _Blas()
+
+
+class _ThreadState(threading.local):
+    depth = 0  # nesting of regions in this thread; only the outermost decides
+    split = False  # this thread's pass splits kernels over the batch (BLAS: one thread)
+
+
+_state = _ThreadState()
+
+
+class region:
+    """The thread policy for one forward or one backward pass, entered at its root.
+
+    With a batch of at least as many images as threads (and BLAS threads under control),
+    the kernels split each layer over the batch and BLAS runs single-threaded for the whole
+    pass; with a smaller batch (one image, for latency) nothing is split and BLAS keeps its
+    own threads. Nested regions (a sub-module's call) keep the outer decision. The decision
+    is per Python thread; only the BLAS setting is shared, and reference-counted.
+
+    Args:
+        batch: images in the pass (0 when its data are not image maps).
+    """
+
+    __slots__ = ("_split", "_outer")
+
+    def __init__(self, batch: int) -> None:
+        self._outer = _state.depth == 0
+        self._split = self._outer and _blas.available and batch >= _threads
+
+    def __enter__(self) -> region:
+        if self._outer and self._split:
+            _blas.hold_single()
+        _state.depth += 1
+        if self._outer:
+            _state.split = self._split
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._lib is not None:
-            self._depth -= 1
-            if self._depth == 0 and self._saved != 1:
-                self._lib.set_num_threads(self._saved)
-
-    @contextlib.contextmanager
-    def left_threaded(self) -> Iterator[None]:
-        """A block in which BLAS keeps its own threads and nested kernels leave them be:
-        for work that cnnlab's pool does not split (a batch smaller than its threads)."""
-        if self._lib is None or self._depth > 0:
-            yield
-            return
-        self._depth += 1
-        self._saved = 1  # nothing to restore on the way out
-        self.threaded = True
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            self.threaded = False
+        _state.depth -= 1
+        if self._outer:
+            _state.split = False
+            if self._split:
+                _blas.release_single()
 
 
-single_threaded_blas = _BlasControl()
+def in_region() -> bool:
+    """Whether the calling thread is inside a forward or backward pass's region."""
+    return _state.depth > 0
+
+
+class Policy(NamedTuple):
+    """What the calling thread's current pass does: ``split`` (kernels split over the batch
+    across ``threads`` threads) and ``blas_threads`` (BLAS's thread count, None if unknown)."""
+
+    split: bool
+    threads: int
+    blas_threads: int | None
+
+
+def current_policy() -> Policy:
+    """The policy in force for the calling thread (outside a pass: no splitting)."""
+    return Policy(_state.split, _threads if _state.split else 1, _blas.threads())
 
 
 def workers(cost: int) -> int:
-    """How many threads a kernel of ``cost`` multiply-adds should use (1: not worth it, BLAS
-    threads cannot be controlled, or BLAS has the cores to itself)."""
-    if cost < MIN_SPLIT_WORK or not single_threaded_blas.available or \
-            single_threaded_blas.threaded:
+    """How many threads a kernel of ``cost`` multiply-adds should use (1: not worth it, or
+    the pass does not split over the batch)."""
+    if cost < MIN_SPLIT_WORK or not _state.split:
         return 1
     return _threads
 

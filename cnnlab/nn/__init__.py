@@ -1,6 +1,8 @@
 """Layers and containers: ``cnnlab.nn.Conv2d(3, 6, 5)`` as in PyTorch."""
 
 from cnnlab.nn import functional, init
+from cnnlab.nn.container import ModuleDict, ModuleList, Sequential
+from cnnlab.nn.fused import ConvReLU2d, ConvReLUMaxPool2d, ReLUMaxPool2d, fuse
 from cnnlab.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -8,20 +10,22 @@ from cnnlab.nn.layers import (
     Conv2d,
     Dropout,
     Flatten,
+    Identity,
     LeakyReLU,
     Linear,
+    LogSoftmax,
     MaxPool2d,
     ReLU,
-    Sequential,
     Sigmoid,
+    Softmax,
     Tanh,
 )
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "LeakyReLU",
-    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "SyncBatchNorm",
-    "Tanh",
-    "functional", "init",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "ConvReLU2d", "ConvReLUMaxPool2d",
+    "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d",
+    "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "ReLUMaxPool2d", "Sequential",
+    "Sigmoid", "Softmax", "SyncBatchNorm", "Tanh", "functional", "fuse", "init",
 ]

@@ -1,5 +1,6 @@
 """The layers of INPUT → CONV → RELU → POOL → FC. Each is thin: the constructor validates
-and creates parameters, ``forward`` is one functional call."""
+and creates parameters, ``forward`` is one functional call. Containers are in
+:mod:`cnnlab.nn.container`, fused layers in :mod:`cnnlab.nn.fused`."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from cnnlab.nn import init
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.ops import activation, conv, dropout, linear, norm, pool
 from cnnlab.shape import pair
-from cnnlab.tensor import Tensor, is_grad_enabled
+from cnnlab.tensor import Tensor
 
 
-def _named(layer: Module, exc: ValueError) -> ValueError:
-    """The functional op's error, prefixed with the layer's own description."""
-    return ValueError(f"{layer!r}: {exc}")
+def prefix_message(exc: BaseException, prefix: str) -> None:
+    """Put ``prefix: `` before an exception's message, in place, so that it keeps its type
+    (a subclass of ValueError stays one) and its traceback."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{prefix}: {exc.args[0]}", *exc.args[1:])
 
 
 def _positive_int(value: Any, name: str, layer: str) -> int:
@@ -44,7 +47,7 @@ class Conv2d(Module):
     Example:
         >>> from cnnlab import nn
         >>> layer = nn.Conv2d(3, 10, 5)
-        >>> sum(p.size for p in layer.parameters())  # 750 weights + 10 biases
+        >>> sum(p.numel() for p in layer.parameters())  # 750 weights + 10 biases
         760
     """
 
@@ -80,21 +83,13 @@ class Conv2d(Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._apply(conv.conv2d, x)
 
-    def _forward_relu(self, x: Tensor) -> Tensor:
-        """``relu(self(x))`` as one op (see :class:`Sequential`)."""
-        return self._apply(conv.conv2d_relu, x)
-
-    def _forward_relu_maxpool2(self, x: Tensor) -> Tensor | None:
-        """``max_pool2d(relu(self(x)), 2)`` in one pass, for inference; None where the fused
-        kernel does not apply (see :class:`Sequential`)."""
-        return self._apply(conv.conv2d_relu_maxpool2, x)
-
     def _apply(self, op, x: Tensor) -> Tensor:
         try:
             return op(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                       self.groups)
         except ValueError as exc:  # name this layer, not a generic op
-            raise _named(self, exc) from None
+            prefix_message(exc, repr(self))
+            raise
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
@@ -177,7 +172,8 @@ class MaxPool2d(_Pool2d):
         try:
             return pool.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         except ValueError as exc:  # name this layer, not a generic op
-            raise _named(self, exc) from None
+            prefix_message(exc, repr(self))
+            raise
 
 
 class AvgPool2d(_Pool2d):
@@ -191,7 +187,8 @@ class AvgPool2d(_Pool2d):
         try:
             return pool.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
         except ValueError as exc:  # name this layer, not a generic op
-            raise _named(self, exc) from None
+            prefix_message(exc, repr(self))
+            raise
 
 
 class AdaptiveAvgPool2d(Module):
@@ -209,8 +206,21 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size}"
 
 
+class Identity(Module):
+    """Passes its input through unchanged (a placeholder, e.g. for a fused layer's partner)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__()
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
 class ReLU(Module):
     """``max(x, 0)`` elementwise."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()  # inplace is accepted for PyTorch code; the output is new anyway
 
     def forward(self, x: Tensor) -> Tensor:
         return activation.relu(x)
@@ -245,20 +255,47 @@ class Tanh(Module):
 
 
 class Flatten(Module):
-    """Flatten dimensions ``start_dim`` onward: (N, C, H, W) -> (N, C*H*W)."""
+    """Flatten dimensions ``start_dim``..``end_dim``: (N, C, H, W) -> (N, C*H*W)."""
 
-    def __init__(self, start_dim: int = 1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        self.start_dim = start_dim
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.flatten(self.start_dim)
+        return x.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        s = "" if self.start_dim == 1 else f"start_dim={self.start_dim}"
+        if self.end_dim != -1:
+            s += (", " if s else "") + f"end_dim={self.end_dim}"
+        return s
+
+
+class Softmax(Module):
+    """``exp(x) / sum(exp(x))`` along ``dim``."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return activation.softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """``log(softmax(x))`` along ``dim``, computed stably."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return activation.log_softmax(x, self.dim)
 
 
 class Dropout(Module):
     """Inverted dropout with probability ``p`` in training; identity in eval mode."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
@@ -309,114 +346,3 @@ class BatchNorm2d(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
-
-
-def _pool_first(layer: Module, following: Module) -> bool:
-    """Whether ``layer`` is a ReLU directly followed by max pooling, neither with hooks.
-
-    ReLU and max pooling commute (both values and gradients: ReLU keeps order, and where a
-    window's maximum is not positive both give zero gradient), so pooling first lets the
-    ReLU work on a quarter of the data (2x2 pooling). Hooks see every layer's own output,
-    so a hooked pair runs in the written order.
-    """
-    return (type(layer) is ReLU and type(following) is MaxPool2d
-            and not layer._forward_hooks and not following._forward_hooks)
-
-
-def _relu_pool_fused(layers: list[Module], i: int) -> bool:
-    """Whether convolution ``layers[i]``, a ReLU and 2x2 max pooling (stride 2, no padding)
-    run as one pass: in inference only (the fused kernel has no backward), no hooks."""
-    trio = layers[i:i + 3]
-    return (not is_grad_enabled() and len(trio) == 3 and type(trio[1]) is ReLU
-            and type(trio[2]) is MaxPool2d and trio[2].kernel_size == (2, 2)
-            and trio[2].stride == (2, 2) and trio[2].padding == (0, 0)
-            and not any(layer._forward_hooks for layer in trio))
-
-
-def _relu_fused(layers: list[Module], i: int) -> bool:
-    """Whether convolution ``layers[i]`` and the ReLU after it run as one op (the ReLU
-    applied to each tile of the output in cache); neither may have hooks.
-
-    When max pooling follows, training keeps the ReLU after the pooling instead: its
-    gradient mask is then a quarter of the size (measured: 2% faster CIFAR-net steps),
-    while inference is faster fused (3% at batch 1).
-    """
-    layer, following = layers[i], layers[i + 1]
-    if type(following) is not ReLU or layer._forward_hooks or following._forward_hooks:
-        return False
-    return not (i + 2 < len(layers) and _pool_first(following, layers[i + 2])
-                and is_grad_enabled())
-
-
-class Sequential(Module):
-    """Layers applied one after another; indexable, iterable, children named "0", "1", ...
-
-    Some runs of layers go faster than written, with the same values and gradients: a
-    convolution directly followed by a ReLU runs as one op, and a ReLU directly followed by
-    max pooling runs after the pooling, on the smaller map; in inference (under
-    ``cnnlab.no_grad()``), a convolution, a ReLU and 2x2 max pooling run as one pass. A
-    forward hook on any layer of such a run keeps the written order, so hooks see every
-    layer's own output.
-
-    Example:
-        >>> from cnnlab import nn
-        >>> net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2))
-        >>> len(net), type(net[0]).__name__
-        (3, 'Conv2d')
-    """
-
-    def __init__(self, *layers: Module):
-        super().__init__()
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Module")
-        self.layers = list(layers)
-
-    def named_children(self):
-        for i, layer in enumerate(self.layers):
-            yield str(i), layer
-
-    def _members(self):
-        yield from self.named_children()
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return Sequential(*self.layers[index])
-        return self.layers[index]
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def append(self, layer: Module) -> Sequential:
-        self.layers.append(layer)
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        layers, i, n = self.layers, 0, len(self.layers)
-        while i < n:
-            layer = layers[i]
-            try:
-                if type(layer) is Conv2d and _relu_pool_fused(layers, i) and \
-                        (pooled := layer._forward_relu_maxpool2(x)) is not None:
-                    x = pooled
-                    i += 2
-                elif type(layer) is Conv2d and i + 1 < n and _relu_fused(layers, i):
-                    x = layer._forward_relu(x)  # errors name the convolution
-                    i += 1
-                elif type(layer) is ReLU and i + 1 < n and _pool_first(layer, layers[i + 1]):
-                    i += 1  # errors name the pooling layer
-                    x = layer(layers[i](x))
-                else:
-                    x = layer(x)
-                i += 1
-            except ValueError as exc:
-                # From a nested Sequential: (its path, the original message) -> "layer 1.0: ..."
-                inner = getattr(exc, "_cnnlab_located", None)
-                path, message = (f"{i}.{inner[0]}", inner[1]) if inner else (str(i), str(exc))
-                located = ValueError(f"layer {path}: {message}")
-                located._cnnlab_located = (path, message)  # type: ignore[attr-defined]
-                raise located from (exc.__cause__ if inner else exc)
-        return x

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.kernels.parallel import get_num_threads, single_threaded_blas
-from cnnlab.tensor import Tensor
+from cnnlab.kernels import parallel
+from cnnlab.tensor import Tensor, as_dtype, check_device, device
 
 
 class Parameter(Tensor):
@@ -72,17 +72,13 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if "_forward_hooks" not in self.__dict__:
             self._ensure_init()  # raises
-        # BLAS is set to one thread once for the whole forward pass, not once per kernel
-        # (at batch 1 the switches were ~7% of the time); sub-modules find it already set.
-        # A batch smaller than the thread count leaves BLAS its threads instead (see
-        # cnnlab.kernels.parallel).
-        if single_threaded_blas.entered:
+        # The thread policy is decided once, at the root of the forward pass (see
+        # cnnlab.kernels.parallel.region); sub-modules find it decided.
+        if parallel.in_region():
             out = self.forward(*args, **kwargs)
-        elif args and getattr(args[0], "ndim", 0) == 4 and len(args[0]) < get_num_threads():
-            with single_threaded_blas.left_threaded():
-                out = self.forward(*args, **kwargs)
         else:
-            with single_threaded_blas:
+            batch = len(args[0]) if args and getattr(args[0], "ndim", 0) == 4 else 0
+            with parallel.region(batch):
                 out = self.forward(*args, **kwargs)
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
@@ -229,20 +225,72 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (or fill it with zeros)."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p._grad is None:
+                p.grad = None
+            else:
+                p._grad.fill(0)
 
-    def to(self, dtype: Any) -> Module:
-        """Convert every floating parameter and buffer to ``dtype`` (e.g. ``np.float64``)."""
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter (``False`` freezes the module)."""
         for p in self.parameters():
-            p.data = p.data.astype(dtype)
-            p.grad = None
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every sub-module (children first) and on this module; e.g. a
+        custom weight initialization. Returns this module."""
+        for module in list(self.modules())[::-1]:
+            fn(module)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """``to(dtype)``, ``to(device)`` or ``to(device, dtype)``: convert every floating
+        parameter and buffer to ``dtype`` (e.g. ``cnnlab.float64``), in place. The only
+        device is the CPU.
+
+        Raises:
+            RuntimeError: for a device other than the CPU.
+        """
+        dtype = kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        targets = list(args) + ([kwargs.pop("device")] if "device" in kwargs else [])
+        if kwargs:
+            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+        for target in targets:
+            if isinstance(target, Tensor):
+                dtype = target.dtype
+            elif isinstance(target, (str, device)):
+                try:
+                    dtype = as_dtype(target)
+                except TypeError:
+                    check_device(target, f"{type(self).__name__}.to")
+            else:
+                dtype = target
+        if dtype is None:
+            return self
+        dtype = as_dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}.to: only floating-point dtypes apply to "
+                            f"parameters, got {dtype}")
+        for p in self.parameters():
+            if p.data.dtype != dtype:
+                p.data = p.data.astype(dtype)
+                p.grad = None
         for module in self.modules():
             for name in module._buffer_names:
                 value = getattr(module, name)
                 if value.dtype.kind == "f":
                     setattr(module, name, value.astype(dtype))
+        return self
+
+    def cpu(self) -> Module:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Module:
+        check_device("cuda", f"{type(self).__name__}.cuda")
         return self
 
     def double(self) -> Module:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.autograd import Function
 from cnnlab.kernels import parallel, pointwise
 from cnnlab.kernels.parallel import over_batch
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Tensor
 
 
 class ReLU(Function):

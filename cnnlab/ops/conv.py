@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnlab.autograd import Function, is_grad_enabled
 from cnnlab.kernels import conv as kernel
 from cnnlab.ops.activation import relu_mask_grad
 from cnnlab.shape import checked_once, conv_output_size, pair
-from cnnlab.tensor import Function, Tensor, is_grad_enabled
+from cnnlab.tensor import Tensor
 
 
 @checked_once

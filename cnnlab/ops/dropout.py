@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.autograd import Function
 from cnnlab.random import get_generator
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Tensor
 
 
 class Dropout(Function):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.kernels.parallel import single_threaded_blas
-from cnnlab.tensor import Function, Tensor
+from cnnlab.autograd import Function
+from cnnlab.tensor import Tensor
 
 
 class Linear(Function):
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        with single_threaded_blas:  # see cnnlab.kernels.parallel: no BLAS threads in a step
-            out = x @ w.T
+        out = x @ w.T
         if b is not None:
             out += b
         return out
@@ -21,11 +20,10 @@ class Linear(Function):
         x, w = self.x, self.w
         g2 = grad.reshape(-1, grad.shape[-1])
         db = None
-        with single_threaded_blas:
-            dx = (grad @ w) if self.needs_grad[0] else None
-            dw = (g2.T @ x.reshape(-1, x.shape[-1])) if self.needs_grad[1] else None
-            if len(self.needs_grad) > 2 and self.needs_grad[2]:
-                db = np.ones(g2.shape[0], dtype=grad.dtype) @ g2
+        dx = (grad @ w) if self.needs_grad[0] else None
+        dw = (g2.T @ x.reshape(-1, x.shape[-1])) if self.needs_grad[1] else None
+        if len(self.needs_grad) > 2 and self.needs_grad[2]:
+            db = np.ones(g2.shape[0], dtype=grad.dtype) @ g2
         return (dx, dw, db)[:len(self.needs_grad)]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.tensor import Function, Tensor
+from cnnlab.autograd import Function
+from cnnlab.tensor import Tensor
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -80,7 +81,7 @@ def batch_norm(input: Tensor, running_mean: np.ndarray | None, running_var: np.n
     if input.ndim < 2 or input.shape[1] != weight.shape[0]:
         raise ValueError(f"batch_norm expected input with {weight.shape[0]} channels in "
                          f"dimension 1, got input of shape {input.shape}")
-    per_channel = input.size // input.shape[1]
+    per_channel = input.data.size // input.shape[1]
     if training and per_channel < 2:
         raise ValueError(f"batch_norm needs more than one value per channel in training, got "
                          f"input of shape {input.shape}; use a larger batch or eval()")

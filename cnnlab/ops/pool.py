@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnlab.autograd import Function
 from cnnlab.kernels import pool as kernel
 from cnnlab.shape import checked_once, conv_output_size, pair
-from cnnlab.tensor import Function, Tensor
+from cnnlab.tensor import Tensor
 
 
 @checked_once

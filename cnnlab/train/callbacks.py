@@ -25,16 +25,24 @@ def format_epoch(logs: dict, epochs: int, images_per_second: float | None = None
     ``epoch 2/5  loss 0.1432  acc 95.60%  val_loss 0.1120  val_acc 96.50%  lr 0.001  3.1s``.
     """
     width = len(str(epochs))
-    parts = [f"epoch {logs['epoch']:>{width}}/{epochs}"]
-    parts.append(f"loss {logs['train_loss']:.4f}")
-    parts.append(f"acc {logs['train_acc']:.2%}")
-    if logs.get("val_loss") is not None:
-        parts.append(f"val_loss {logs['val_loss']:.4f}")
-        parts.append(f"val_acc {logs['val_acc']:.2%}")
+    parts = [f"epoch {logs['epoch']:>{width}}/{epochs}", _metrics(logs)]
     parts.append(f"lr {logs['lr']:.3g}")
     parts.append(f"{logs['time']:.1f}s")
     if images_per_second:
         parts.append(f"{images_per_second:,.0f} img/s")
+    return "  ".join(parts)
+
+
+def _metrics(logs: dict) -> str:
+    """``loss ...  acc ...  val_loss ...  val_acc ...``, leaving out what was not measured
+    (a task without an accuracy, a run without a validation set)."""
+    parts = [f"loss {logs['train_loss']:.4f}"]
+    if logs.get("train_acc") is not None:
+        parts.append(f"acc {logs['train_acc']:.2%}")
+    if logs.get("val_loss") is not None:
+        parts.append(f"val_loss {logs['val_loss']:.4f}")
+    if logs.get("val_acc") is not None:
+        parts.append(f"val_acc {logs['val_acc']:.2%}")
     return "  ".join(parts)
 
 
@@ -88,17 +96,15 @@ class ProgressBar(Callback):
         if self._bar is None:
             return
         self._bar.set_postfix_str(
-            f"loss {state.train_loss:.4f}  acc {state.train_acc:.2%}", refresh=False
+            _metrics({"train_loss": state.train_loss, "train_acc": state.train_acc}),
+            refresh=False,
         )
         self._bar.update(state.batch_images)
 
     def on_epoch_end(self, state: TrainState) -> None:
         logs = state.logs
         if self._bar is not None:
-            text = f"loss {logs['train_loss']:.4f}  acc {logs['train_acc']:.2%}"
-            if logs.get("val_loss") is not None:
-                text += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_acc']:.2%}"
-            self._bar.set_postfix_str(text, refresh=True)
+            self._bar.set_postfix_str(_metrics(logs), refresh=True)
             self._bar.close()
             self._bar = None
         else:

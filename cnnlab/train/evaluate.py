@@ -23,11 +23,11 @@ class Evaluation:
     """
 
     loss: float
-    accuracy: float
+    accuracy: float | None
     n: int
     correct: int
-    predictions: np.ndarray
-    confusion: np.ndarray
+    predictions: np.ndarray | None
+    confusion: np.ndarray | None
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
@@ -70,16 +70,26 @@ def evaluate(
     num_classes: int | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     loss_fn: Callable | None = None,
+    metric_fn: Callable | None = None,
+    forward_fn: Callable | None = None,
 ) -> Evaluation:
     """Run ``model`` in eval mode over a labelled set without building a graph.
 
+    With the default loss it measures a classifier: loss, accuracy, predictions and the
+    confusion matrix. With a task's own ``loss_fn``, ``metric_fn`` and ``forward_fn`` (see
+    :func:`cnnlab.train.fit`) it measures the mean loss and the metric (as ``accuracy``;
+    None without a metric); ``predictions`` and ``confusion`` are then None.
+
     Args:
-        model: A module returning logits of shape (N, num_classes).
-        data: A dataset with ``.images``/``.labels`` or a pair ``(images, labels)``.
+        model: A module returning logits of shape (N, num_classes) by default.
+        data: A dataset with ``.images``/``.labels`` (or ``get_batch``), or a pair
+            ``(images, labels)``.
         batch_size: Images per forward pass.
         num_classes: Size of the confusion matrix; defaults to the model's output width.
         transform: Applied to each batch of images first (normalization, say).
-        loss_fn: ``loss_fn(logits, labels)`` returning a mean; default cross-entropy.
+        loss_fn: ``loss_fn(outputs, targets)`` returning a mean; default cross-entropy.
+        metric_fn: ``metric_fn(outputs, targets)`` -> ``(hits, count)``.
+        forward_fn: ``forward_fn(model, images, targets)`` -> outputs.
 
     Shape:
         images (N, C, H, W), labels (N,) integers in [0, num_classes).
@@ -91,13 +101,19 @@ def evaluate(
         cnnlab.NonFiniteLossError: when the loss is NaN or infinite.
         ValueError: for an empty set.
     """
+    if loss_fn is not None or forward_fn is not None or hasattr(data, "get_batch"):
+        return _evaluate_task(model, data, batch_size, transform, loss_fn, metric_fn,
+                              forward_fn)
+    return _evaluate_classifier(model, data, batch_size, num_classes, transform)
+
+
+def _evaluate_classifier(model, data, batch_size, num_classes, transform) -> Evaluation:
     import cnnlab
     from cnnlab.nn import functional as F
 
     images, labels = as_arrays(data)
     if len(images) == 0:
         raise ValueError("evaluate: the set is empty; give at least one labelled image")
-    loss_fn = loss_fn or F.cross_entropy
     was_training = model.training
     model.eval()
     loss_sum, preds = 0.0, []
@@ -109,7 +125,7 @@ def evaluate(
                 if transform is not None:
                     x = transform(x)
                 logits = model(cnnlab.Tensor(x))
-                loss_sum += float(loss_fn(logits, y).item()) * len(y)
+                loss_sum += float(F.cross_entropy(logits, y).item()) * len(y)
                 preds.append(np.asarray(logits.data).argmax(axis=1))
                 if num_classes is None:
                     num_classes = int(logits.shape[1])
@@ -129,3 +145,34 @@ def evaluate(
         predictions=predictions,
         confusion=confusion,
     )
+
+
+def _evaluate_task(model, data, batch_size, transform, loss_fn, metric_fn,
+                   forward_fn) -> Evaluation:
+    import cnnlab
+    from cnnlab.data import DataLoader
+    from cnnlab.nn import functional as F
+
+    loss_fn = loss_fn or F.cross_entropy
+    if not hasattr(data, "get_batch") and not (hasattr(data, "images") and
+                                               hasattr(data, "labels")):
+        data = as_arrays(data)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, transform=transform)
+    if loader.num_samples == 0:
+        raise ValueError("evaluate: the set is empty; give at least one labelled image")
+    was_training = model.training
+    model.eval()
+    loss_sum, hits, counted = 0.0, 0.0, 0.0
+    try:
+        with cnnlab.no_grad():
+            for x, y in loader:
+                outputs = forward_fn(model, x, y) if forward_fn else model(cnnlab.Tensor(x))
+                loss_sum += float(loss_fn(outputs, y).item()) * len(x)
+                if metric_fn is not None:
+                    h, c = metric_fn(outputs, y)
+                    hits, counted = hits + h, counted + c
+    finally:
+        model.train(was_training)
+    n = loader.num_samples
+    return Evaluation(loss=loss_sum / n, accuracy=hits / counted if counted else None, n=n,
+                      correct=int(hits), predictions=None, confusion=None)

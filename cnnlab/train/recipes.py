@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "digits-scenes", "mnist-scenes")
+# Scenes of several digits each (``cnnlab.data.DigitScenes``): data for segmentation,
+# detection, key points and captions, not for classification.
+SCENE_DATASETS = {"digits-scenes": "digits", "mnist-scenes": "mnist"}
 # An ImageFolder without train/ and test/ sub-folders: this share of each class is held
 # out as its test set, always with the same seed, so `evaluate` finds the same images.
 FOLDER_TEST_FRACTION = 0.2
@@ -99,7 +102,8 @@ def open_data(
     ``FOLDER_TEST_FRACTION`` of each class.
 
     Args:
-        data: One of ``DATASETS`` or a folder path.
+        data: One of ``DATASETS`` or a folder path; ``SCENE_DATASETS`` give a
+            ``DigitScenes`` with its default settings (seed 0).
         split: "train" or "test".
         data_dir: Where the dataset files are (named datasets).
         download: Fetch missing files of a named dataset.
@@ -107,8 +111,9 @@ def open_data(
             class names in this order (to match a trained model).
 
     Returns:
-        A dataset (``.images``, ``.labels``, ``.classes``, ``.notes``), or None when a
-        folder has no test images.
+        A dataset (``.images``, ``.labels``, ``.classes``, ``.notes``; for scenes
+        ``.labels`` holds several digits per image), or None when a folder has no test
+        images.
 
     Raises:
         FileNotFoundError, cnnlab.data.DataFormatError: as the loaders raise them.
@@ -121,6 +126,9 @@ def open_data(
     train = split == "train"
     if data == "digits":
         return cdata.Digits(train=train)
+    if data in SCENE_DATASETS:
+        return cdata.DigitScenes(SCENE_DATASETS[data], train=train, root=data_dir,
+                                 download=download)
     if data in ("mnist", "fashion-mnist", "cifar10"):
         cls = {"mnist": cdata.MNIST, "fashion-mnist": cdata.FashionMNIST,
                "cifar10": cdata.CIFAR10}[data]

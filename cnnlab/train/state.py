@@ -79,10 +79,11 @@ class TrainState:
         return self.running["loss_sum"] / seen if seen else math.nan
 
     @property
-    def train_acc(self) -> float:
-        """Training accuracy (0..1) over the batches done in this epoch."""
-        seen = self.running["seen"]
-        return self.running["correct"] / seen if seen else math.nan
+    def train_acc(self) -> float | None:
+        """The running training metric (0..1, accuracy for a classifier) over the batches
+        done in this epoch; None when the run measures none."""
+        counted = self.running.get("counted", 0)
+        return self.running["correct"] / counted if counted else None
 
     @property
     def images_per_second(self) -> float:
@@ -97,5 +98,6 @@ class TrainState:
 
 
 def new_running() -> dict:
-    """Fresh per-epoch sums: loss_sum (sum of batch loss x batch size), correct, seen."""
-    return {"loss_sum": 0.0, "correct": 0, "seen": 0, "time_before": 0.0}
+    """Fresh per-epoch sums: loss_sum (sum of batch loss x batch size), seen (images),
+    correct and counted (the running metric's hits and what they are out of)."""
+    return {"loss_sum": 0.0, "correct": 0, "counted": 0, "seen": 0, "time_before": 0.0}

@@ -1,0 +1,254 @@
+"""Data-parallel training on this machine: images per second on 1 and 2 ranks, the bytes
+each step reduces, and whether starting a bucket's reduction during backward pays.
+
+Usage::
+
+    python -m benchmarks.distributed [--presets digits,mnist] [--rounds 5] [--steps 40]
+                                     [--overlap] [--json]
+
+Each case runs ``cnnlab.train.fit`` (DistributedDataParallel, DistributedSampler and the
+DistributedTraining callback, Adam, the preset's recipe batch) on synthetic images of the
+preset's input shape in fresh processes: ``mpirun -np 2`` for two ranks, a plain process for
+one. Every rank has one thread (CNNLAB/OMP/OPENBLAS_NUM_THREADS=1), so two ranks use the
+two cores one process would use with two threads. A timing callback on rank 0 records each
+step; a case's figure is the median step after warm-up. The cases are interleaved round by
+round and each figure is the median over rounds, with the range, because other processes
+may share the machine (the load average is printed).
+
+Batches: "strong" keeps the step's batch at the recipe's (each of N ranks does 1/N of it);
+"weak" gives every rank the recipe's batch (the step's batch grows with N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    _root = Path(__file__).resolve().parent.parent
+    sys.path = [p for p in sys.path if Path(p or ".").resolve() != _root / "benchmarks"]
+    sys.path.insert(0, str(_root))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.sysinfo import machine_info  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPE_BATCH = {"digits": 32, "mnist": 64, "mnist-large": 64, "lenet5": 64, "cifar-small": 64}
+THREAD_VARS = ("CNNLAB_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "MKL_NUM_THREADS")
+
+
+# ------------------------------------------------------------------- what a step reduces
+
+
+def step_bytes(preset: str) -> dict:
+    """Bytes every rank contributes per training step, by collective, for a preset with 10
+    classes at its input shape (float32 parameters)."""
+    import cnnlab
+    from cnnlab import nn
+
+    model = cnnlab.arch.build(preset, num_classes=10)
+    params = sum(p.data.nbytes for p in model.parameters() if p.requires_grad)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    buffers = sum(b.nbytes for b in model.buffers())
+    return {
+        "preset": preset,
+        "parameters": sum(p.data.size for p in model.parameters()),
+        "gradient_allreduce": params,  # DistributedDataParallel's buckets
+        "metrics_allreduce": 4 * 8,  # DistributedTraining: loss, correct, images, stop
+        "buffer_broadcast": buffers,  # BatchNorm running statistics, from rank 0
+        "batchnorm_layers": len(bns),
+        # --sync-bn, per BatchNorm layer: all_gather of (count, means, M2) in float64
+        # forward and all_reduce of two float32 vectors backward.
+        "syncbn_allgather": sum((2 * m.num_features + 1) * 8 for m in bns),
+        "syncbn_allreduce": sum(2 * m.num_features * 4 for m in bns),
+    }
+
+
+# ------------------------------------------------------------------------------ worker
+
+
+def worker(job: dict) -> None:
+    """One case, on every rank: fit on synthetic data, rank 0 writes the step times."""
+    import cnnlab
+    from cnnlab import distributed as dist
+    from cnnlab.distributed import ddp
+
+    if job["ranks"] > 1:
+        dist.init()
+    n, me = dist.world_size(), dist.rank()
+    preset, batch = job["preset"], job["batch"]  # batch: the step's, over all ranks
+    shape = cnnlab.arch.PRESET_INPUT_SHAPES[preset]
+    steps = job["warmup"] + job["steps"]
+    images = batch * steps
+    rng = np.random.default_rng(0)
+    x = rng.random((images, *shape), dtype=np.float32)
+    y = rng.integers(0, 10, images)
+
+    comm_seconds = [0.0]
+    reduce = ddp._Bucket.reduce
+
+    def timed_reduce(bucket):  # the time the reduction holds the step up
+        start = time.perf_counter()
+        reduce(bucket)
+        comm_seconds[0] += time.perf_counter() - start
+
+    ddp._Bucket.reduce = timed_reduce
+
+    cnnlab.manual_seed(0)
+    model = cnnlab.arch.build(preset, num_classes=10)
+    net = dist.DistributedDataParallel(model)
+    if net._reducer is not None:
+        net._reducer.overlap = job["overlap"]
+    opt = cnnlab.optim.Adam(net.parameters(), lr=2e-3)
+
+    class Clock(cnnlab.train.Callback):
+        def __init__(self):
+            self.times, self.comm = [], []
+
+        def on_batch_end(self, state):
+            self.times.append(time.perf_counter())
+            self.comm.append(comm_seconds[0])
+
+    clock = Clock()
+    cnnlab.train.fit(net, opt, (x, y), epochs=1, batch_size=batch // n,
+                     sampler=dist.DistributedSampler(images, seed=0),
+                     callbacks=[dist.DistributedTraining(), clock])
+    if me == 0:
+        t = np.diff(clock.times)[job["warmup"] - 1:]
+        c = np.diff(clock.comm)[job["warmup"] - 1:]
+        Path(job["out"]).write_text(json.dumps({
+            "step_ms": float(np.median(t) * 1e3), "reduce_ms": float(np.median(c) * 1e3),
+            "images_per_s": float(batch / np.median(t)),
+            "buckets": len(net.bucket_sizes()),
+        }))
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def _mpirun() -> list[str]:
+    beside = Path(sys.executable).parent / "mpirun"
+    found = str(beside) if beside.exists() else shutil.which("mpirun")
+    if not found:
+        raise SystemExit('mpirun not found: pip install "cnnlab[mpi]"')
+    cmd = [found, "--oversubscribe"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    return cmd
+
+
+def run_case(job: dict, workdir: Path, env: dict) -> dict:
+    job = dict(job, out=str(workdir / "result.json"))
+    Path(job["out"]).unlink(missing_ok=True)
+    python = [sys.executable, "-m", "benchmarks.distributed", "--worker", json.dumps(job)]
+    cmd = [*_mpirun(), "-np", str(job["ranks"]), *python] if job["ranks"] > 1 else python
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode != 0 or not Path(job["out"]).exists():
+        raise SystemExit(f"case {job} failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(Path(job["out"]).read_text())
+
+
+def summarize(values: list[float]) -> dict:
+    return {"median": float(np.median(values)), "min": float(min(values)),
+            "max": float(max(values)), "all": [round(v, 3) for v in values]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.distributed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="digits,mnist")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=40, help="timed steps per case")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--overlap", action="store_true",
+                   help="instead: two ranks, reduction after backward vs during it")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+
+    import cnnlab
+
+    presets = args.presets.split(",")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **{v: "1" for v in THREAD_VARS})
+    cases = []
+    for preset in presets:
+        b = RECIPE_BATCH[preset]
+        if args.overlap:
+            cases += [(preset, "weak", 2, 2 * b, False), (preset, "weak", 2, 2 * b, True)]
+        else:
+            cases += [(preset, "-", 1, b, False), (preset, "strong", 2, b, False),
+                      (preset, "weak", 2, 2 * b, False)]
+    out = {"machine": machine_info(), "cnnlab": cnnlab.__version__,
+           "load_average_before": list(os.getloadavg()), "rounds": args.rounds,
+           "steps": args.steps, "threads_per_rank": 1, "cases": [],
+           "bytes": [step_bytes(name) for name in cnnlab.arch.PRESETS]}
+    results: dict[tuple, list[dict]] = {c: [] for c in cases}
+    with tempfile.TemporaryDirectory(prefix="cnnlab-dist-") as tmp:
+        for rnd in range(args.rounds):
+            for case in cases:
+                preset, scaling, ranks, batch, overlap = case
+                job = {"preset": preset, "ranks": ranks, "batch": batch, "overlap": overlap,
+                       "steps": args.steps, "warmup": args.warmup}
+                r = run_case(job, Path(tmp), env)
+                results[case].append(r)
+                print(f"[round {rnd + 1}] {preset:<8} {scaling:<6} ranks {ranks} batch {batch:>3}"
+                      f"{' overlap' if overlap else ''}: {r['step_ms']:.2f} ms/step, "
+                      f"{r['images_per_s']:,.0f} img/s", file=sys.stderr, flush=True)
+    for case, rs in results.items():
+        preset, scaling, ranks, batch, overlap = case
+        out["cases"].append({
+            "preset": preset, "scaling": scaling, "ranks": ranks, "batch": batch,
+            "overlap": overlap, "buckets": rs[0]["buckets"],
+            "step_ms": summarize([r["step_ms"] for r in rs]),
+            "reduce_ms": summarize([r["reduce_ms"] for r in rs]),
+            "images_per_s": summarize([r["images_per_s"] for r in rs]),
+        })
+    out["load_average_after"] = list(os.getloadavg())
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(render(out))
+    return 0
+
+
+def render(out: dict) -> str:
+    m = out["machine"]
+    lines = [f"machine: {m['cpu']}, {m['usable_cores']} usable cores; numpy {m['numpy']}; "
+             f"cnnlab {out['cnnlab']}; 1 thread per rank",
+             f"load average before {out['load_average_before'][0]:.2f}, after "
+             f"{out['load_average_after'][0]:.2f}; {out['rounds']} rounds of "
+             f"{out['steps']} timed steps; medians over rounds (min-max)", "",
+             "| preset | batch | ranks | ms per step | images/s | reduce ms |",
+             "|---|---|---|---|---|---|"]
+    for c in out["cases"]:
+        s, i, r = c["step_ms"], c["images_per_s"], c["reduce_ms"]
+        how = f"{c['batch']}" + ("" if c["ranks"] == 1 else
+                                 f" ({c['batch'] // c['ranks']} per rank, {c['scaling']})")
+        lines.append(
+            f"| {c['preset']}{' overlap' if c['overlap'] else ''} | {how} | {c['ranks']} | "
+            f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f}) | {i['median']:,.0f} "
+            f"({i['min']:,.0f}-{i['max']:,.0f}) | {r['median']:.3f} |")
+    lines += ["", "| preset | parameters | gradient Allreduce | metrics | buffers broadcast | "
+              "SyncBN all_gather + all_reduce |", "|---|---|---|---|---|---|"]
+    for b in out["bytes"]:
+        lines.append(f"| {b['preset']} | {b['parameters']:,} | {b['gradient_allreduce']:,} B | "
+                     f"{b['metrics_allreduce']} B | {b['buffer_broadcast']:,} B | "
+                     f"{b['syncbn_allgather']:,} + {b['syncbn_allreduce']:,} B |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
