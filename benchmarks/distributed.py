@@ -5,6 +5,7 @@ Usage::
 
     python -m benchmarks.distributed [--presets digits,mnist] [--rounds 5] [--steps 40]
                                      [--overlap] [--json]
+    python -m benchmarks.distributed --cost-model [--rounds 3]
 
 Each case runs ``cnnlab.train.fit`` (DistributedDataParallel, DistributedSampler and the
 DistributedTraining callback, Adam, the preset's recipe batch) on synthetic images of the
@@ -17,6 +18,11 @@ may share the machine (the load average is printed).
 
 Batches: "strong" keeps the step's batch at the recipe's (each of N ranks does 1/N of it);
 "weak" gives every rank the recipe's batch (the step's batch grows with N).
+
+``--cost-model`` measures one process on all cores (a machine of a cluster) doing a step of
+every preset at its recipe batch, and sets it against the time a ring all-reduce of the
+step's gradients would take on 8 to 64 such machines at 10 and 25 Gbit/s (see
+``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE_BATCH = {"digits": 32, "mnist": 64, "mnist-large": 64, "lenet5": 64, "cifar-small": 64}
 THREAD_VARS = ("CNNLAB_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "MKL_NUM_THREADS")
+# The cost model: machines, link speeds, and the time a message takes however small it is
+# (MPI over TCP on 10/25 GbE: a few tens of microseconds per hop; RDMA: a few).
+MACHINES = (8, 16, 32, 64)
+LINKS_GBIT = (10, 25)
+LATENCY_S = 25e-6
+
+
+def ring_allreduce_seconds(nbytes: float, machines: int, gbit: float,
+                           latency: float = LATENCY_S) -> float:
+    """A ring all-reduce: 2(N-1) steps, each sending 1/N of the data to the next machine
+    (reduce-scatter, then all-gather): 2(N-1)/N x bytes / bandwidth + 2(N-1) x latency."""
+    n = machines
+    return 2 * (n - 1) / n * nbytes / (gbit * 1e9 / 8) + 2 * (n - 1) * latency
 
 
 # ------------------------------------------------------------------- what a step reduces
@@ -167,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.distributed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="digits,mnist")
+    p.add_argument("--ranks", default="1,2", help="rank counts to measure (1 and/or 2)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=40, help="timed steps per case")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--overlap", action="store_true",
                    help="instead: two ranks, reduction after backward vs during it")
+    p.add_argument("--cost-model", action="store_true",
+                   help="instead: one process on all cores per preset, against a ring "
+                        "all-reduce on 8-64 machines")
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -181,19 +204,25 @@ def main(argv: list[str] | None = None) -> int:
 
     import cnnlab
 
-    presets = args.presets.split(",")
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **{v: "1" for v in THREAD_VARS})
+    presets = list(cnnlab.arch.PRESETS) if args.cost_model else args.presets.split(",")
+    threads = str(len(os.sched_getaffinity(0))) if args.cost_model else "1"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **{v: threads for v in THREAD_VARS})
     cases = []
-    for preset in presets:
+    for preset in presets if args.cost_model else []:
+        cases.append((preset, "machine", 1, RECIPE_BATCH[preset], False))
+    for preset in [] if args.cost_model else presets:
         b = RECIPE_BATCH[preset]
+        ranks = [int(r) for r in args.ranks.split(",")]
         if args.overlap:
             cases += [(preset, "weak", 2, 2 * b, False), (preset, "weak", 2, 2 * b, True)]
-        else:
-            cases += [(preset, "-", 1, b, False), (preset, "strong", 2, b, False),
-                      (preset, "weak", 2, 2 * b, False)]
+            continue
+        if 1 in ranks:
+            cases.append((preset, "-", 1, b, False))
+        if 2 in ranks:
+            cases += [(preset, "strong", 2, b, False), (preset, "weak", 2, 2 * b, False)]
     out = {"machine": machine_info(), "cnnlab": cnnlab.__version__,
            "load_average_before": list(os.getloadavg()), "rounds": args.rounds,
-           "steps": args.steps, "threads_per_rank": 1, "cases": [],
+           "steps": args.steps, "threads_per_rank": int(threads), "cases": [],
            "bytes": [step_bytes(name) for name in cnnlab.arch.PRESETS]}
     results: dict[tuple, list[dict]] = {c: [] for c in cases}
     with tempfile.TemporaryDirectory(prefix="cnnlab-dist-") as tmp:
@@ -217,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_s": summarize([r["images_per_s"] for r in rs]),
         })
     out["load_average_after"] = list(os.getloadavg())
+    if args.cost_model:
+        out["cost_model"] = cost_model(out)
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -224,10 +255,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cost_model(out: dict) -> list[dict]:
+    """Per preset, machine count and link: the step's communication against its compute.
+
+    Besides the gradients (ring all-reduce), a step all-reduces 32 bytes of metrics and
+    broadcasts the BatchNorm buffers; MPI sends messages that small along a tree (recursive
+    doubling, binomial broadcast), log2(N) hops of latency each.
+    """
+    sizes = {b["preset"]: b for b in out["bytes"]}
+    rows = []
+    for c in out["cases"]:
+        b = sizes[c["preset"]]
+        compute = c["step_ms"]["median"] / 1e3
+        for n in MACHINES:
+            for gbit in LINKS_GBIT:
+                grads = ring_allreduce_seconds(b["gradient_allreduce"], n, gbit)
+                small = 2 * np.log2(n) * LATENCY_S * (1 + (b["buffer_broadcast"] > 0))
+                comm = grads + small
+                rows.append({
+                    "preset": c["preset"], "batch_per_machine": c["batch"], "machines": n,
+                    "gbit": gbit, "gradient_bytes": b["gradient_allreduce"],
+                    "compute_ms": compute * 1e3, "comm_ms": comm * 1e3,
+                    "latency_share": (2 * (n - 1) * LATENCY_S + small) / comm,
+                    "efficiency": compute / (compute + comm),
+                    "images_per_s": n * c["batch"] / (compute + comm),
+                })
+    return rows
+
+
 def render(out: dict) -> str:
     m = out["machine"]
     lines = [f"machine: {m['cpu']}, {m['usable_cores']} usable cores; numpy {m['numpy']}; "
-             f"cnnlab {out['cnnlab']}; 1 thread per rank",
+             f"cnnlab {out['cnnlab']}; {out['threads_per_rank']} thread(s) per rank",
              f"load average before {out['load_average_before'][0]:.2f}, after "
              f"{out['load_average_after'][0]:.2f}; {out['rounds']} rounds of "
              f"{out['steps']} timed steps; medians over rounds (min-max)", "",
@@ -247,6 +306,21 @@ def render(out: dict) -> str:
         lines.append(f"| {b['preset']} | {b['parameters']:,} | {b['gradient_allreduce']:,} B | "
                      f"{b['metrics_allreduce']} B | {b['buffer_broadcast']:,} B | "
                      f"{b['syncbn_allgather']:,} + {b['syncbn_allreduce']:,} B |")
+    if "cost_model" in out:
+        lines += ["", f"ring all-reduce: 2(N-1)/N x bytes / bandwidth + 2(N-1) x "
+                  f"{LATENCY_S * 1e6:g} us; compute: the step above, one machine",
+                  "| preset | gradients | compute ms | N | comm ms 10 Gbit/s (latency share) | "
+                  "efficiency | comm ms 25 Gbit/s (latency share) | efficiency |",
+                  "|---|---|---|---|---|---|---|---|"]
+        by_key = {(r["preset"], r["machines"], r["gbit"]): r for r in out["cost_model"]}
+        for preset in dict.fromkeys(r["preset"] for r in out["cost_model"]):
+            for n in MACHINES:
+                a, b = by_key[(preset, n, 10)], by_key[(preset, n, 25)]
+                lines.append(
+                    f"| {preset} | {a['gradient_bytes'] / 1e6:.2f} MB | {a['compute_ms']:.1f} | "
+                    f"{n} | {a['comm_ms']:.2f} ({a['latency_share']:.0%}) | "
+                    f"{a['efficiency']:.0%} | {b['comm_ms']:.2f} ({b['latency_share']:.0%}) | "
+                    f"{b['efficiency']:.0%} |")
     return "\n".join(lines)
 
 
