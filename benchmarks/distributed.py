@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cost-model", action="store_true",
                    help="instead: one process on all cores per preset, against a ring "
                         "all-reduce on 8-64 machines")
+    p.add_argument("--spin", action="store_true",
+                   help="let waiting ranks spin (OMPI_MCA_mpi_yield_when_idle=0) instead of "
+                        "yielding their core, cnnlab's default")
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     presets = list(cnnlab.arch.PRESETS) if args.cost_model else args.presets.split(",")
     threads = str(len(os.sched_getaffinity(0))) if args.cost_model else "1"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **{v: threads for v in THREAD_VARS})
+    env["OMPI_MCA_mpi_yield_when_idle"] = "0" if args.spin else "1"
     cases = []
     for preset in presets if args.cost_model else []:
         cases.append((preset, "machine", 1, RECIPE_BATCH[preset], False))
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"machine": machine_info(), "cnnlab": cnnlab.__version__,
            "load_average_before": list(os.getloadavg()), "rounds": args.rounds,
            "steps": args.steps, "threads_per_rank": int(threads), "cases": [],
+           "waiting_ranks": "spin" if args.spin else "yield",
            "bytes": [step_bytes(name) for name in cnnlab.arch.PRESETS]}
     results: dict[tuple, list[dict]] = {c: [] for c in cases}
     with tempfile.TemporaryDirectory(prefix="cnnlab-dist-") as tmp:
@@ -286,7 +291,8 @@ def cost_model(out: dict) -> list[dict]:
 def render(out: dict) -> str:
     m = out["machine"]
     lines = [f"machine: {m['cpu']}, {m['usable_cores']} usable cores; numpy {m['numpy']}; "
-             f"cnnlab {out['cnnlab']}; {out['threads_per_rank']} thread(s) per rank",
+             f"cnnlab {out['cnnlab']}; {out['threads_per_rank']} thread(s) per rank; waiting "
+             f"ranks {out['waiting_ranks']}",
              f"load average before {out['load_average_before'][0]:.2f}, after "
              f"{out['load_average_after'][0]:.2f}; {out['rounds']} rounds of "
              f"{out['steps']} timed steps; medians over rounds (min-max)", "",

@@ -66,7 +66,8 @@ def init() -> None:
     once and ends every rank within seconds (see :func:`fail`), instead of leaving the others
     waiting forever in a collective. When several ranks share a machine and no thread count
     was set (``CNNLAB_NUM_THREADS``, ``OMP_NUM_THREADS``), each rank gets its share of the
-    cores.
+    cores. Unless ``OMPI_MCA_mpi_yield_when_idle`` is set, Open MPI is asked to let a waiting
+    rank yield its core.
 
     Raises:
         ImportError: when mpi4py is not installed (``pip install "cnnlab[mpi]"``).
@@ -74,6 +75,10 @@ def init() -> None:
     global _MPI, _world, _control, _previous_excepthook
     if _MPI is not None:
         return
+    # A rank waiting for the others gives its core away instead of spinning on it (Open MPI;
+    # read when MPI starts). Spinning saves microseconds on an idle machine and cost 10x on a
+    # busy one (see BENCHMARKS.md); an explicit setting wins.
+    os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
     except ImportError as exc:
@@ -102,7 +107,10 @@ def _share_cores() -> None:
     if per_machine > 1:
         from cnnlab.kernels.parallel import get_num_threads, set_num_threads
 
-        set_num_threads(max(1, get_num_threads() // per_machine))
+        # The cores this rank may use (mpirun may have bound it to some), but no more than
+        # its share of the machine's when the ranks' cores overlap.
+        share = max(1, (os.cpu_count() or 1) // per_machine)
+        set_num_threads(max(1, min(get_num_threads(), share)))
 
 
 def is_initialized() -> bool:
