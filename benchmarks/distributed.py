@@ -55,6 +55,8 @@ THREAD_VARS = ("CNNLAB_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 MACHINES = (8, 16, 32, 64)
 LINKS_GBIT = (10, 25)
 LATENCY_S = 25e-6
+# --overlap: buckets this small split every preset's gradients in several.
+OVERLAP_BUCKET_MB = 0.25
 
 
 def ring_allreduce_seconds(nbytes: float, machines: int, gbit: float,
@@ -124,7 +126,7 @@ def worker(job: dict) -> None:
 
     cnnlab.manual_seed(0)
     model = cnnlab.arch.build(preset, num_classes=10)
-    net = dist.DistributedDataParallel(model)
+    net = dist.DistributedDataParallel(model, bucket_cap_mb=job.get("bucket_mb", 4.0))
     if net._reducer is not None:
         net._reducer.overlap = job["overlap"]
     opt = cnnlab.optim.Adam(net.parameters(), lr=2e-3)
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     for preset in [] if args.cost_model else presets:
         b = RECIPE_BATCH[preset]
         ranks = [int(r) for r in args.ranks.split(",")]
-        if args.overlap:
+        if args.overlap:  # several buckets, so that some are ready before backward ends
             cases += [(preset, "weak", 2, 2 * b, False), (preset, "weak", 2, 2 * b, True)]
             continue
         if 1 in ranks:
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 preset, scaling, ranks, batch, overlap = case
                 job = {"preset": preset, "ranks": ranks, "batch": batch, "overlap": overlap,
-                       "steps": args.steps, "warmup": args.warmup}
+                       "steps": args.steps, "warmup": args.warmup,
+                       "bucket_mb": OVERLAP_BUCKET_MB if args.overlap else 4.0}
                 r = run_case(job, Path(tmp), env)
                 results[case].append(r)
                 print(f"[round {rnd + 1}] {preset:<8} {scaling:<6} ranks {ranks} batch {batch:>3}"

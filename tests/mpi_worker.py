@@ -109,12 +109,13 @@ def train_steps(model, opt, x, y, steps, batch, micro_batches=None, streams=None
         opt.step()
 
 
-def ranks_steps(arch, dtype, steps, sync=False, cap=4.0):
+def ranks_steps(arch, dtype, steps, sync=False, cap=4.0, overlap=False):
     r, n = dist.rank(), dist.world_size()
     model = build(arch, dtype)
     if sync:
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = dist.DistributedDataParallel(model, bucket_cap_mb=cap)
+    net._reducer.overlap = overlap
     opt = cnnlab.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     x, y = data(n * PER_RANK * steps, dtype)
     dist.split_random_streams()
@@ -152,6 +153,10 @@ def check_exact() -> None:
     assert net.bucket_sizes() == [80, 2880, 320]  # fc bias, fc weight, the conv (reversed)
     big, _ = ranks_steps("conv3x3x4p1-relu-pool2-fc10", np.float64, steps)
     assert all(np.array_equal(a, b) for a, b in zip(weights(model), weights(big), strict=True))
+    # Each bucket's Iallreduce started during backward: the same sums again.
+    early, _ = ranks_steps("conv3x3x4p1-relu-pool2-fc10", np.float64, steps, cap=0.0005,
+                           overlap=True)
+    assert all(np.array_equal(a, b) for a, b in zip(weights(early), weights(big), strict=True))
     say("ok buckets")
 
     # Per-rank batch norm and dropout: the step of one process that averages the gradients of

@@ -9,12 +9,11 @@ How the wrapper knows when the gradients are ready: the engine gives each parame
 leaf of the graph) its gradient exactly once per backward pass, after every use of it has
 been accounted for (``Tensor._set_grad``). The wrapper watches that moment for the
 parameters it manages — their class becomes a subclass of theirs that reports the
-assignment — and copies each gradient
-into a flat bucket of a few MB. When the last gradient of the pass has arrived (still inside
-``loss.backward()``), each bucket is summed over the ranks in one ``Allreduce``, divided by
-the number of ranks, and the parameters' ``.grad`` become views of the averaged buckets.
-One message per bucket instead of one per parameter: a collective's fixed cost (latency) is
-paid a few times per step, not dozens.
+assignment — and copies each gradient into a flat bucket of a few MB. When the last
+gradient of the pass has arrived (still inside ``loss.backward()``), each bucket is summed
+over the ranks in one ``Allreduce``, divided by the number of ranks, and the parameters'
+``.grad`` become views of the averaged buckets. One message per bucket instead of one per
+parameter: a collective's fixed cost (latency) is paid a few times per step, not dozens.
 """
 
 from __future__ import annotations
