@@ -11,10 +11,10 @@ Each case runs ``cnnlab.train.fit`` (DistributedDataParallel, DistributedSampler
 DistributedTraining callback, Adam, the preset's recipe batch) on synthetic images of the
 preset's input shape in fresh processes: ``mpirun -np 2`` for two ranks, a plain process for
 one. Every rank has one thread (CNNLAB/OMP/OPENBLAS_NUM_THREADS=1), so two ranks use the
-two cores one process would use with two threads. A timing callback on rank 0 records each
-step; a case's figure is the median step after warm-up. The cases are interleaved round by
-round and each figure is the median over rounds, with the range, because other processes
-may share the machine (the load average is printed).
+two cores; for comparison, one process also runs with a thread per core. A timing callback
+on rank 0 records each step; a case's figure is the median step after warm-up. The cases are
+interleaved round by round and each figure is the median over rounds, with the range,
+because other processes may share the machine (the load average is printed).
 
 Batches: "strong" keeps the step's batch at the recipe's (each of N ranks does 1/N of it);
 "weak" gives every rank the recipe's batch (the step's batch grows with N).
@@ -210,45 +210,50 @@ def main(argv: list[str] | None = None) -> int:
     import cnnlab
 
     presets = list(cnnlab.arch.PRESETS) if args.cost_model else args.presets.split(",")
-    threads = str(len(os.sched_getaffinity(0))) if args.cost_model else "1"
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **{v: threads for v in THREAD_VARS})
+    cores = len(os.sched_getaffinity(0))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     env["OMPI_MCA_mpi_yield_when_idle"] = "0" if args.spin else "1"
+    # (preset, scaling, ranks, step's batch, overlap, threads per rank)
     cases = []
     for preset in presets if args.cost_model else []:
-        cases.append((preset, "machine", 1, RECIPE_BATCH[preset], False))
+        cases.append((preset, "machine", 1, RECIPE_BATCH[preset], False, cores))
     for preset in [] if args.cost_model else presets:
         b = RECIPE_BATCH[preset]
         ranks = [int(r) for r in args.ranks.split(",")]
         if args.overlap:  # several buckets, so that some are ready before backward ends
-            cases += [(preset, "weak", 2, 2 * b, False), (preset, "weak", 2, 2 * b, True)]
+            cases += [(preset, "weak", 2, 2 * b, False, 1), (preset, "weak", 2, 2 * b, True, 1)]
             continue
         if 1 in ranks:
-            cases.append((preset, "-", 1, b, False))
+            cases.append((preset, "-", 1, b, False, 1))
         if 2 in ranks:
-            cases += [(preset, "strong", 2, b, False), (preset, "weak", 2, 2 * b, False)]
+            cases += [(preset, "strong", 2, b, False, 1), (preset, "weak", 2, 2 * b, False, 1)]
+        if 1 in ranks and cores > 1:  # the same cores as threads of one process
+            cases.append((preset, "threads", 1, b, False, cores))
     out = {"machine": machine_info(), "cnnlab": cnnlab.__version__,
            "load_average_before": list(os.getloadavg()), "rounds": args.rounds,
-           "steps": args.steps, "threads_per_rank": int(threads), "cases": [],
+           "steps": args.steps, "cases": [],
            "waiting_ranks": "spin" if args.spin else "yield",
            "bytes": [step_bytes(name) for name in cnnlab.arch.PRESETS]}
     results: dict[tuple, list[dict]] = {c: [] for c in cases}
     with tempfile.TemporaryDirectory(prefix="cnnlab-dist-") as tmp:
         for rnd in range(args.rounds):
             for case in cases:
-                preset, scaling, ranks, batch, overlap = case
+                preset, scaling, ranks, batch, overlap, threads = case
                 job = {"preset": preset, "ranks": ranks, "batch": batch, "overlap": overlap,
                        "steps": args.steps, "warmup": args.warmup,
                        "bucket_mb": OVERLAP_BUCKET_MB if args.overlap else 4.0}
-                r = run_case(job, Path(tmp), env)
+                case_env = dict(env, **{v: str(threads) for v in THREAD_VARS})
+                r = run_case(job, Path(tmp), case_env)
                 results[case].append(r)
-                print(f"[round {rnd + 1}] {preset:<8} {scaling:<6} ranks {ranks} batch {batch:>3}"
-                      f"{' overlap' if overlap else ''}: {r['step_ms']:.2f} ms/step, "
-                      f"{r['images_per_s']:,.0f} img/s", file=sys.stderr, flush=True)
+                print(f"[round {rnd + 1}] {preset:<8} {scaling:<7} ranks {ranks} threads "
+                      f"{threads} batch {batch:>3}{' overlap' if overlap else ''}: "
+                      f"{r['step_ms']:.2f} ms/step, {r['images_per_s']:,.0f} img/s",
+                      file=sys.stderr, flush=True)
     for case, rs in results.items():
-        preset, scaling, ranks, batch, overlap = case
+        preset, scaling, ranks, batch, overlap, threads = case
         out["cases"].append({
             "preset": preset, "scaling": scaling, "ranks": ranks, "batch": batch,
-            "overlap": overlap, "buckets": rs[0]["buckets"],
+            "overlap": overlap, "threads": threads, "buckets": rs[0]["buckets"],
             "step_ms": summarize([r["step_ms"] for r in rs]),
             "reduce_ms": summarize([r["reduce_ms"] for r in rs]),
             "images_per_s": summarize([r["images_per_s"] for r in rs]),
@@ -294,19 +299,19 @@ def cost_model(out: dict) -> list[dict]:
 def render(out: dict) -> str:
     m = out["machine"]
     lines = [f"machine: {m['cpu']}, {m['usable_cores']} usable cores; numpy {m['numpy']}; "
-             f"cnnlab {out['cnnlab']}; {out['threads_per_rank']} thread(s) per rank; waiting "
-             f"ranks {out['waiting_ranks']}",
+             f"cnnlab {out['cnnlab']}; waiting ranks {out['waiting_ranks']}",
              f"load average before {out['load_average_before'][0]:.2f}, after "
              f"{out['load_average_after'][0]:.2f}; {out['rounds']} rounds of "
              f"{out['steps']} timed steps; medians over rounds (min-max)", "",
-             "| preset | batch | ranks | ms per step | images/s | reduce ms |",
+             "| preset | batch | ranks x threads | ms per step | images/s | reduce ms |",
              "|---|---|---|---|---|---|"]
     for c in out["cases"]:
         s, i, r = c["step_ms"], c["images_per_s"], c["reduce_ms"]
         how = f"{c['batch']}" + ("" if c["ranks"] == 1 else
                                  f" ({c['batch'] // c['ranks']} per rank, {c['scaling']})")
         lines.append(
-            f"| {c['preset']}{' overlap' if c['overlap'] else ''} | {how} | {c['ranks']} | "
+            f"| {c['preset']}{' overlap' if c['overlap'] else ''} | {how} | "
+            f"{c['ranks']} x {c['threads']} | "
             f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f}) | {i['median']:,.0f} "
             f"({i['min']:,.0f}-{i['max']:,.0f}) | {r['median']:.3f} |")
     lines += ["", "| preset | parameters | gradient Allreduce | metrics | buffers broadcast | "

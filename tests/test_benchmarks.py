@@ -173,7 +173,7 @@ def test_distributed_benchmark_bytes_cost_model_and_a_one_rank_run():
                            "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    (case,) = out["cases"]
-    assert (case["preset"], case["ranks"], case["batch"]) == ("digits", 1, 32)
+    case = out["cases"][0]  # and, with more than one core, the same with a thread per core
+    assert (case["preset"], case["ranks"], case["threads"], case["batch"]) == ("digits", 1, 1, 32)
     assert case["step_ms"]["median"] > 0 and case["images_per_s"]["median"] > 0
     assert [b["preset"] for b in out["bytes"]] == list(cnnlab.arch.PRESETS)
