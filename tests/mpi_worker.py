@@ -294,6 +294,15 @@ def check_resume(folder: str) -> None:
     assert state.stop_reason == "completed"
     for a, b in zip(weights(whole), weights(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
+    try:  # the file as it is would give every rank rank 0's random states
+        fit_run(dist.DistributedDataParallel(build(arch, np.float32)), images,
+                sampler=dist.DistributedSampler(images, seed=2),
+                callbacks=[dist.DistributedTraining()], resume=cnnlab.train.read_checkpoint(path))
+    except ValueError as exc:
+        assert "needs each rank's own random states: pass resume=cnnlab.distributed." \
+            "resume_checkpoint" in str(exc), exc
+    else:
+        raise AssertionError("resuming without resume_checkpoint went unnoticed")
     say("ok resume after Ctrl-C on one rank")
 
 

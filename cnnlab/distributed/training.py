@@ -38,7 +38,10 @@ class DistributedTraining(Callback):
     ``Checkpoint`` callback (on rank 0) stores; :func:`resume_checkpoint` hands each rank its
     own back.
 
-    It runs before the other callbacks (``order = -100``), so they see the global numbers.
+    It runs before the other callbacks (``order = -100``), so they see the global numbers. A
+    callback of yours that stops the run must decide alike on every rank (from the global
+    numbers, as ``EarlyStopping`` does), or run before this one so that its wish is voted on.
+    To resume, pass ``fit`` the checkpoint through :func:`resume_checkpoint`.
 
     Args:
         val_count: Validation images this rank evaluates (its share); 0 without validation.
@@ -122,6 +125,12 @@ class DistributedTraining(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_world_size(state.get("world_size", 1))
+        if comm.world_size() > 1 and state.get("ranks") and \
+                state.get("resumed_on") != comm.rank():
+            raise ValueError(
+                "fit(resume=...) on several ranks needs each rank's own random states: pass "
+                "resume=cnnlab.distributed.resume_checkpoint(cnnlab.train.read_checkpoint(path))"
+            )
 
 
 def checkpoint_world_size(ckpt: dict[str, Any]) -> int:
@@ -168,6 +177,7 @@ def resume_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any]:
         mine = saved["ranks"][comm.rank()]
         ckpt["rng_state"] = {"global": mine["global"], "shuffle": mine["shuffle"]}
         ckpt["extra"]["epoch_start_rng"] = mine["epoch_start"]
+        saved["resumed_on"] = comm.rank()  # DistributedTraining checks it was done
     return ckpt
 
 
