@@ -31,6 +31,7 @@ class CnnlabRunner:
         self.cnnlab, self.F = cnnlab, F
         if threads is not None and hasattr(cnnlab, "set_num_threads"):
             cnnlab.set_num_threads(threads)
+        cnnlab.keep_freed_memory()  # as fit and the command line do
         mods = []
         for spec in layers:
             kind = spec["type"]
@@ -46,6 +47,8 @@ class CnnlabRunner:
                 mods.append(nn.Flatten())
         self.model = nn.Sequential(*mods)
         self.model.load_state_dict(weights)
+        # Fused layers (a conv with its ReLU, ...), as fit, evaluate and predict run them.
+        self.model = nn.fuse(self.model)
         self.opt = SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
         self.x, self.y = x, y
 
@@ -69,7 +72,7 @@ class CnnlabRunner:
         out = self.model(self.cnnlab.Tensor(self.x))
         loss = self.F.cross_entropy(out, self.y)
         loss.backward()
-        grads = {n: np.array(p.grad, copy=True) for n, p in self.model.named_parameters()}
+        grads = {n: p.grad.numpy().copy() for n, p in self.model.named_parameters()}
         self.opt.zero_grad()
         return float(loss.item()), grads
 

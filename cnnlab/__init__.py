@@ -31,7 +31,7 @@ from cnnlab.io.state import load, save
 from cnnlab.kernels.memory import keep_freed_memory
 from cnnlab.kernels.parallel import get_num_threads, set_num_threads
 from cnnlab.ops.loss import NonFiniteLossError
-from cnnlab.random import manual_seed
+from cnnlab.random import Generator, manual_seed
 from cnnlab.tensor import Size, Tensor, device, tensor
 
 __version__ = "0.1.0"
@@ -48,9 +48,10 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "NonFiniteLossError", "Size", "Tensor", "__version__", "bool", "cuda", "device", "double",
-    "enable_grad", "float", "float16", "float32", "float64", "get_num_threads", "half",
-    "inference_mode", "int", "int8", "int16", "int32", "int64", "is_grad_enabled",
-    "keep_freed_memory", "load", "long", "manual_seed", "nn", "no_grad", "random", "save",
-    "set_grad_enabled", "set_num_threads", "short", "tensor", "uint8", *_functions,
+    "Generator", "NonFiniteLossError", "Size", "Tensor", "__version__", "bool", "cuda",
+    "device", "double", "enable_grad", "float", "float16", "float32", "float64",
+    "get_num_threads", "half", "inference_mode", "int", "int8", "int16", "int32", "int64",
+    "is_grad_enabled", "keep_freed_memory", "load", "long", "manual_seed", "nn", "no_grad",
+    "random", "save", "set_grad_enabled", "set_num_threads", "short", "tensor", "uint8",
+    *_functions,
 ]

@@ -36,6 +36,12 @@ def _new(array: np.ndarray, dtype: Any, requires_grad: bool, device: Any) -> Ten
     return Tensor(array, requires_grad=requires_grad)
 
 
+def _gen(generator: Any) -> np.random.Generator:
+    if generator is None:
+        return _random.get_generator()
+    return getattr(generator, "numpy_generator", generator)
+
+
 def _float(dtype: Any) -> np.dtype:
     return np.dtype(np.float32) if dtype is None else as_dtype(dtype)
 
@@ -126,27 +132,27 @@ def eye(n: int, m: int | None = None, dtype: Any = None) -> Tensor:
 
 
 def rand(*size: Any, dtype: Any = None, requires_grad: bool = False,
-         generator: np.random.Generator | None = None, device: Any = None) -> Tensor:
+         generator: Any = None, device: Any = None) -> Tensor:
     """Uniform on [0, 1), from cnnlab's seeded generator (``cnnlab.manual_seed``)."""
-    gen = generator or _random.get_generator()
+    gen = _gen(generator)
     return _new(gen.random(_shape_args(size), dtype=np.float64).astype(_float(dtype)), None,
                 requires_grad, device)
 
 
 def randn(*size: Any, dtype: Any = None, requires_grad: bool = False,
-          generator: np.random.Generator | None = None, device: Any = None) -> Tensor:
+          generator: Any = None, device: Any = None) -> Tensor:
     """Standard normal, from cnnlab's seeded generator (``cnnlab.manual_seed``)."""
-    gen = generator or _random.get_generator()
+    gen = _gen(generator)
     return _new(gen.standard_normal(_shape_args(size)).astype(_float(dtype)), None,
                 requires_grad, device)
 
 
 def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None,
-            generator: np.random.Generator | None = None) -> Tensor:
+            generator: Any = None) -> Tensor:
     """Integers in [low, high) (int64), as ``torch.randint(low, high, size)``."""
     if high is None:
         low, high = 0, low
-    gen = generator or _random.get_generator()
+    gen = _gen(generator)
     out = gen.integers(low, high, size=_shape_args((size,)) if size != () else ())
     return Tensor(np.asarray(out, dtype=as_dtype(dtype) if dtype else np.int64))
 

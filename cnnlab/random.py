@@ -53,3 +53,36 @@ def set_rng_state(state: dict[str, Any]) -> None:
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"not a valid cnnlab RNG state ({exc}); expected the dict that "
                          "cnnlab.random.get_rng_state() returns") from exc
+
+
+class Generator:
+    """A seedable source of randomness to hand to functions that take ``generator=``
+    (``cnnlab.randn``, ``DataLoader``, ``random_split``), as ``torch.Generator``.
+
+    Example:
+        >>> import cnnlab
+        >>> g = cnnlab.Generator().manual_seed(42)
+        >>> a = cnnlab.rand(2, generator=g)
+        >>> bool((a == cnnlab.rand(2, generator=cnnlab.Generator().manual_seed(42))).all())
+        True
+    """
+
+    def __init__(self, device: Any = "cpu") -> None:
+        self.numpy_generator = np.random.default_rng()
+        self._seed: int | None = None
+
+    def manual_seed(self, seed: int) -> Generator:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"manual_seed expects a non-negative integer, got {seed!r}")
+        self._seed = int(seed)
+        self.numpy_generator = np.random.default_rng(self._seed)
+        return self
+
+    def initial_seed(self) -> int | None:
+        return self._seed
+
+    def get_state(self) -> dict[str, Any]:
+        return copy.deepcopy(self.numpy_generator.bit_generator.state)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.numpy_generator.bit_generator.state = copy.deepcopy(state)

@@ -6,8 +6,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import cnnlab
+
+# Property-based tests draw the same examples on every run: a failure in CI reproduces.
+settings.register_profile("cnnlab", derandomize=True, print_blob=True)
+settings.load_profile("cnnlab")
 
 
 @pytest.fixture

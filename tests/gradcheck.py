@@ -23,9 +23,6 @@ EPS = 1e-5  # float64: truncation error ~eps^2, rounding error ~1e-16 * |L| / ep
 TOL = 1e-6  # the largest relative error accepted
 FLOOR = 1e-3  # gradients smaller than this are compared absolutely (error / FLOOR)
 
-# Every check that passed, so a run can report the worst error it saw.
-RESULTS: list[Worst] = []
-
 
 @dataclass
 class Worst:
@@ -91,7 +88,7 @@ def check_gradients(fn: Callable[[], Tensor], inputs: Sequence[Tensor],
         seed: seeds the random weights that reduce the output to a scalar.
 
     Returns:
-        The worst element over all inputs (also appended to ``RESULTS``).
+        The worst element over all inputs.
 
     Raises:
         GradientCheckError: naming the worst element, both gradients and the relative error,
@@ -153,7 +150,6 @@ def check_gradients(fn: Callable[[], Tensor], inputs: Sequence[Tensor],
         if worst is None or this.rel_error > worst.rel_error:
             worst = this
     assert worst is not None, "no inputs to check"
-    RESULTS.append(worst)
     return worst
 
 

@@ -13,20 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.data.transforms import Transform
+from cnnlab.random import get_generator
+
 __all__ = ["ArrayDataset", "DataLoader", "as_arrays", "random_split", "train_val_split"]
-
-_FALLBACK_GENERATOR = np.random.default_rng(0)
-
 
 def default_generator() -> np.random.Generator:
     """cnnlab's global generator (``cnnlab.random.get_generator()``), looked up on each call.
 
     Looking it up every time matters: ``cnnlab.manual_seed`` may replace the generator.
     """
-    try:
-        from cnnlab.random import get_generator
-    except ImportError:  # the engine's random module is not available: keep a local one
-        return _FALLBACK_GENERATOR
     return get_generator()
 
 
@@ -288,8 +284,6 @@ class DataLoader:
 def _apply(
     transform: Callable[..., np.ndarray], x: np.ndarray, gen: np.random.Generator
 ) -> np.ndarray:
-    from cnnlab.data.transforms import Transform
-
     if isinstance(transform, Transform):
         return transform(x, generator=gen)
     return transform(x)

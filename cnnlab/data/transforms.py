@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnnlab.data.loader import default_generator
+from cnnlab.random import get_generator
 
 __all__ = [
     "Compose",
@@ -143,7 +143,7 @@ class RandomCrop(Transform):
 
     def __call__(self, x: np.ndarray, generator: np.random.Generator | None = None) -> np.ndarray:
         x = _batch(x, "RandomCrop")
-        gen = generator if generator is not None else default_generator()
+        gen = generator if generator is not None else get_generator()
         h, w = self.size
         p = self.padding
         if p:
@@ -178,7 +178,7 @@ class RandomHorizontalFlip(Transform):
 
     def __call__(self, x: np.ndarray, generator: np.random.Generator | None = None) -> np.ndarray:
         x = _batch(x, "RandomHorizontalFlip")
-        gen = generator if generator is not None else default_generator()
+        gen = generator if generator is not None else get_generator()
         flip = gen.random(x.shape[0]) < self.p
         out = x.copy()
         out[flip] = x[flip][..., ::-1]

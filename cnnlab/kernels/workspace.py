@@ -17,7 +17,6 @@ import threading
 
 import numpy as np
 
-ENABLED = True
 MAX_POOLED_BYTES = 1 << 30  # past this, given-back buffers are simply dropped
 # Smaller buffers are allocated afresh: cheaper than the pool's lock and lookup (which cost
 # a one-image LeNet-5 forward ~2 us per layer), and the allocator keeps such sizes anyway.
@@ -34,7 +33,7 @@ def take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     global _pooled_bytes
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if not ENABLED or nbytes < MIN_POOLED_BYTES:
+    if nbytes < MIN_POOLED_BYTES:
         return np.empty(shape, dtype=dtype)
     with _lock:
         fits = [i for i, raw in enumerate(_free) if nbytes <= raw.nbytes <= nbytes * SLACK]
@@ -49,7 +48,7 @@ def take(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 def give(buf: np.ndarray | None) -> None:
     """Return a buffer obtained from :func:`take` that nothing references any more."""
     global _pooled_bytes
-    if buf is None or not ENABLED or buf.nbytes < MIN_POOLED_BYTES:
+    if buf is None or buf.nbytes < MIN_POOLED_BYTES:
         return
     raw = buf.base
     if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:

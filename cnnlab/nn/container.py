@@ -21,8 +21,9 @@ class Sequential(Module):
     ``forward`` is a plain loop over the layers. Faster fused layers (a convolution with its
     ReLU, say) are made by an explicit step, :func:`cnnlab.nn.fuse`.
 
-    A ValueError raised by a layer gets the layer's position in front of its message
-    (``layer 2: ...``, ``layer 1.0: ...`` inside a nested Sequential), keeping its type.
+    A ValueError or TypeError raised by a layer gets the layer's position in front of its
+    message (``layer 2: ...``, ``layer 1.0: ...`` inside a nested Sequential), keeping its
+    type.
 
     Example:
         >>> from cnnlab import nn
@@ -67,13 +68,13 @@ class Sequential(Module):
         for i, layer in enumerate(self.layers):
             try:
                 x = layer(x)
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 _locate(exc, i)
                 raise
         return x
 
 
-def _locate(exc: ValueError, i: int) -> None:
+def _locate(exc: Exception, i: int) -> None:
     """``layer i: `` before the message; a nested Sequential's ``layer j: `` becomes
     ``layer i.j: ``. In place, so the exception keeps its type."""
     if not exc.args or not isinstance(exc.args[0], str):

@@ -87,7 +87,7 @@ class Conv2d(Module):
         try:
             return op(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                       self.groups)
-        except ValueError as exc:  # name this layer, not a generic op
+        except (ValueError, TypeError) as exc:  # name this layer, not a generic op
             prefix_message(exc, repr(self))
             raise
 
@@ -130,7 +130,11 @@ class Linear(Module):
                 f"dimension, got input of shape {x.shape}; add a Flatten before it or set "
                 f"in_features to the previous layer's output size"
             )
-        return linear.linear(x, self.weight, self.bias)
+        try:
+            return linear.linear(x, self.weight, self.bias)
+        except TypeError as exc:  # a dtype mismatch: name this layer
+            prefix_message(exc, repr(self))
+            raise
 
     def extra_repr(self) -> str:
         s = f"in_features={self.in_features}, out_features={self.out_features}"
@@ -171,7 +175,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x: Tensor) -> Tensor:
         try:
             return pool.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        except ValueError as exc:  # name this layer, not a generic op
+        except (ValueError, TypeError) as exc:  # name this layer, not a generic op
             prefix_message(exc, repr(self))
             raise
 
@@ -186,7 +190,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: Tensor) -> Tensor:
         try:
             return pool.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
-        except ValueError as exc:  # name this layer, not a generic op
+        except (ValueError, TypeError) as exc:  # name this layer, not a generic op
             prefix_message(exc, repr(self))
             raise
 
@@ -341,8 +345,12 @@ class BatchNorm2d(Module):
                              f"shape {x.shape}")
         if self.training:
             self.num_batches_tracked += 1
-        return norm.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                               self.training, self.momentum, self.eps)
+        try:
+            return norm.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                   self.bias, self.training, self.momentum, self.eps)
+        except TypeError as exc:  # a dtype mismatch: name this layer
+            prefix_message(exc, repr(self))
+            raise
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

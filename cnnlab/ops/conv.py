@@ -7,6 +7,7 @@ from typing import Any
 from cnnlab.autograd import Function, is_grad_enabled
 from cnnlab.kernels import conv as kernel
 from cnnlab.ops.activation import relu_mask_grad
+from cnnlab.ops.checks import check_float_input
 from cnnlab.shape import checked_once, conv_output_size, pair
 from cnnlab.tensor import Tensor
 
@@ -127,6 +128,7 @@ def conv2d_relu_maxpool2(input: Tensor, weight: Tensor, bias: Tensor | None = No
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
     _check_bias(bias, weight)
+    check_float_input("conv2d", input, weight)
     out = kernel.conv2d_relu_maxpool_forward(
         input.data, weight.data, None if bias is None else bias.data, stride, padding,
         dilation, groups, out_hw)
@@ -142,6 +144,7 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, relu):
     stride, padding, dilation, out_hw = conv2d_output_hw(
         input.shape, weight.shape, stride, padding, dilation, groups)
     _check_bias(bias, weight)
+    check_float_input("conv2d", input, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Conv2d.apply(*args, stride=stride, padding=padding, dilation=dilation,
                         groups=groups, out_hw=out_hw, relu=relu)

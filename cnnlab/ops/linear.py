@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.autograd import Function
+from cnnlab.ops.checks import check_float_input
 from cnnlab.tensor import Tensor
 
 
@@ -43,5 +44,6 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"got input of shape {input.shape}; did you forget a Flatten before it, or does "
             f"the previous layer's output size differ?"
         )
+    check_float_input("linear", input, weight)
     args = (input, weight) if bias is None else (input, weight, bias)
     return Linear.apply(*args)

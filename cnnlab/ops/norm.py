@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.autograd import Function
+from cnnlab.ops.checks import check_float_input
 from cnnlab.tensor import Tensor
 
 
@@ -78,6 +79,8 @@ def batch_norm(input: Tensor, running_mean: np.ndarray | None, running_var: np.n
         ValueError: if the channel count differs from ``weight``'s, or a training batch has a
             single value per channel.
     """
+    if weight is not None:
+        check_float_input("batch_norm", input, weight)
     if input.ndim < 2 or input.shape[1] != weight.shape[0]:
         raise ValueError(f"batch_norm expected input with {weight.shape[0]} channels in "
                          f"dimension 1, got input of shape {input.shape}")
