@@ -159,6 +159,15 @@ def test_data_loader_reads_what_the_sampler_says():
         list(bad)
 
 
+def test_torch_style_data_loader_takes_the_sampler_too():
+    from cnnlab.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(cnnlab.tensor(np.arange(10.0)), cnnlab.tensor(np.arange(10)))
+    loader = DataLoader(data, batch_size=2, sampler=dist.DistributedSampler(data, 3, 2,
+                                                                            shuffle=False))
+    assert [y.tolist() for _, y in loader] == [[2, 5], [8, 1]]
+
+
 def test_fit_sets_the_samplers_epoch_and_counts_its_share():
     class Recording(dist.DistributedSampler):
         epochs: list = []
