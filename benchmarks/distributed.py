@@ -97,12 +97,36 @@ def step_bytes(preset: str) -> dict:
 # ------------------------------------------------------------------------------ worker
 
 
+def allreduce_worker(job: dict) -> None:
+    """Every rank: the time of one Allreduce of each preset's gradients alone (a barrier
+    first, so that no rank's lateness is counted), median of many."""
+    from cnnlab import distributed as dist
+
+    dist.init()
+    times = {}
+    for preset, nbytes in job["sizes"].items():
+        buf = np.ones(nbytes // 4, dtype=np.float32)
+        samples = []
+        for rep in range(job["reps"] + 10):
+            dist.barrier()
+            start = time.perf_counter()
+            dist.all_reduce(buf)
+            if rep >= 10:
+                samples.append(time.perf_counter() - start)
+        times[preset] = float(np.median(samples) * 1e3)
+    if dist.rank() == 0:
+        Path(job["out"]).write_text(json.dumps(times))
+
+
 def worker(job: dict) -> None:
     """One case, on every rank: fit on synthetic data, rank 0 writes the step times."""
     import cnnlab
     from cnnlab import distributed as dist
     from cnnlab.distributed import ddp
 
+    if job.get("allreduce"):
+        allreduce_worker(job)
+        return
     if job["ranks"] > 1:
         dist.init()
     n, me = dist.world_size(), dist.rank()
@@ -133,22 +157,27 @@ def worker(job: dict) -> None:
 
     class Clock(cnnlab.train.Callback):
         def __init__(self):
-            self.times, self.comm = [], []
+            self.times, self.comm, self.cpu = [], [], []
 
         def on_batch_end(self, state):
             self.times.append(time.perf_counter())
             self.comm.append(comm_seconds[0])
+            self.cpu.append(time.process_time())  # this rank's CPU, all its threads
 
     clock = Clock()
     cnnlab.train.fit(net, opt, (x, y), epochs=1, batch_size=batch // n,
                      sampler=dist.DistributedSampler(images, seed=0),
                      callbacks=[dist.DistributedTraining(), clock])
+    # CPU time counts the work whatever else runs on the machine: summed over the ranks, it
+    # is what a step costs, while the wall time also holds waiting for a core.
+    cpu = dist.all_reduce(float(np.median(np.diff(clock.cpu)[job["warmup"] - 1:])), "sum")
     if me == 0:
         t = np.diff(clock.times)[job["warmup"] - 1:]
         c = np.diff(clock.comm)[job["warmup"] - 1:]
         Path(job["out"]).write_text(json.dumps({
             "step_ms": float(np.median(t) * 1e3), "reduce_ms": float(np.median(c) * 1e3),
             "images_per_s": float(batch / np.median(t)),
+            "cpu_ms": cpu * 1e3, "images_per_cpu_s": batch / cpu,
             "buckets": len(net.bucket_sizes()),
         }))
 
@@ -214,20 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     env["OMPI_MCA_mpi_yield_when_idle"] = "0" if args.spin else "1"
     # (preset, scaling, ranks, step's batch, overlap, threads per rank)
+    rank_counts = [int(r) for r in args.ranks.split(",")]
     cases = []
     for preset in presets if args.cost_model else []:
         cases.append((preset, "machine", 1, RECIPE_BATCH[preset], False, cores))
     for preset in [] if args.cost_model else presets:
         b = RECIPE_BATCH[preset]
-        ranks = [int(r) for r in args.ranks.split(",")]
         if args.overlap:  # several buckets, so that some are ready before backward ends
             cases += [(preset, "weak", 2, 2 * b, False, 1), (preset, "weak", 2, 2 * b, True, 1)]
             continue
-        if 1 in ranks:
+        if 1 in rank_counts:
             cases.append((preset, "-", 1, b, False, 1))
-        if 2 in ranks:
+        if 2 in rank_counts:
             cases += [(preset, "strong", 2, b, False, 1), (preset, "weak", 2, 2 * b, False, 1)]
-        if 1 in ranks and cores > 1:  # the same cores as threads of one process
+        if 1 in rank_counts and cores > 1:  # the same cores as threads of one process
             cases.append((preset, "threads", 1, b, False, cores))
     out = {"machine": machine_info(), "cnnlab": cnnlab.__version__,
            "load_average_before": list(os.getloadavg()), "rounds": args.rounds,
@@ -249,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{threads} batch {batch:>3}{' overlap' if overlap else ''}: "
                       f"{r['step_ms']:.2f} ms/step, {r['images_per_s']:,.0f} img/s",
                       file=sys.stderr, flush=True)
+        if not args.cost_model and not args.overlap and 2 in rank_counts:
+            job = {"allreduce": True, "ranks": 2, "reps": 200, "sizes": {
+                b["preset"]: b["gradient_allreduce"] for b in out["bytes"]}}
+            out["allreduce_ms"] = run_case(job, Path(tmp), dict(env, **{
+                v: "1" for v in THREAD_VARS}))
     for case, rs in results.items():
         preset, scaling, ranks, batch, overlap, threads = case
         out["cases"].append({
@@ -257,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             "step_ms": summarize([r["step_ms"] for r in rs]),
             "reduce_ms": summarize([r["reduce_ms"] for r in rs]),
             "images_per_s": summarize([r["images_per_s"] for r in rs]),
+            "cpu_ms": summarize([r["cpu_ms"] for r in rs]),
+            "images_per_cpu_s": summarize([r["images_per_cpu_s"] for r in rs]),
         })
     out["load_average_after"] = list(os.getloadavg())
     if args.cost_model:
@@ -303,8 +339,9 @@ def render(out: dict) -> str:
              f"load average before {out['load_average_before'][0]:.2f}, after "
              f"{out['load_average_after'][0]:.2f}; {out['rounds']} rounds of "
              f"{out['steps']} timed steps; medians over rounds (min-max)", "",
-             "| preset | batch | ranks x threads | ms per step | images/s | reduce ms |",
-             "|---|---|---|---|---|---|"]
+             "| preset | batch | ranks x threads | ms per step | images/s | reduce ms | "
+             "CPU ms per step (all ranks) | images per CPU-second |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in out["cases"]:
         s, i, r = c["step_ms"], c["images_per_s"], c["reduce_ms"]
         how = f"{c['batch']}" + ("" if c["ranks"] == 1 else
@@ -313,12 +350,16 @@ def render(out: dict) -> str:
             f"| {c['preset']}{' overlap' if c['overlap'] else ''} | {how} | "
             f"{c['ranks']} x {c['threads']} | "
             f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f}) | {i['median']:,.0f} "
-            f"({i['min']:,.0f}-{i['max']:,.0f}) | {r['median']:.3f} |")
-    lines += ["", "| preset | parameters | gradient Allreduce | metrics | buffers broadcast | "
-              "SyncBN all_gather + all_reduce |", "|---|---|---|---|---|---|"]
+            f"({i['min']:,.0f}-{i['max']:,.0f}) | {r['median']:.3f} | "
+            f"{c['cpu_ms']['median']:.2f} | {c['images_per_cpu_s']['median']:,.0f} |")
+    alone = out.get("allreduce_ms", {})
+    lines += ["", "| preset | parameters | gradient Allreduce | its time here, 2 ranks | metrics | "
+              "buffers broadcast | SyncBN all_gather + all_reduce |",
+              "|---|---|---|---|---|---|---|"]
     for b in out["bytes"]:
+        took = f"{alone[b['preset']]:.3f} ms" if b["preset"] in alone else "-"
         lines.append(f"| {b['preset']} | {b['parameters']:,} | {b['gradient_allreduce']:,} B | "
-                     f"{b['metrics_allreduce']} B | {b['buffer_broadcast']:,} B | "
+                     f"{took} | {b['metrics_allreduce']} B | {b['buffer_broadcast']:,} B | "
                      f"{b['syncbn_allgather']:,} + {b['syncbn_allreduce']:,} B |")
     if "cost_model" in out:
         lines += ["", f"ring all-reduce: 2(N-1)/N x bytes / bandwidth + 2(N-1) x "
