@@ -20,7 +20,8 @@ Batches: "strong" keeps the step's batch at the recipe's (each of N ranks does 1
 "weak" gives every rank the recipe's batch (the step's batch grows with N).
 
 ``--cost-model`` measures one process on all cores (a machine of a cluster) doing a step of
-every preset at its recipe batch, and sets it against the time a ring all-reduce of the
+every preset at its recipe batch — its CPU time over its cores, which a busy machine does
+not inflate as it does the wall time — and sets it against the time a ring all-reduce of the
 step's gradients would take on 8 to 64 such machines at 10 and 25 Gbit/s (see
 ``docs/distributed.md``).
 """
@@ -65,6 +66,15 @@ def ring_allreduce_seconds(nbytes: float, machines: int, gbit: float,
     (reduce-scatter, then all-gather): 2(N-1)/N x bytes / bandwidth + 2(N-1) x latency."""
     n = machines
     return 2 * (n - 1) / n * nbytes / (gbit * 1e9 / 8) + 2 * (n - 1) * latency
+
+
+def halving_doubling_seconds(nbytes: float, machines: int, gbit: float,
+                             latency: float = LATENCY_S) -> float:
+    """Rabenseifner's all-reduce (reduce-scatter by recursive halving, all-gather by
+    recursive doubling), which MPI libraries use for all but the largest messages: the ring's
+    bytes in 2 log2(N) steps instead of 2(N-1)."""
+    n = machines
+    return 2 * (n - 1) / n * nbytes / (gbit * 1e9 / 8) + 2 * np.log2(n) * latency
 
 
 # ------------------------------------------------------------------- what a step reduces
@@ -315,12 +325,16 @@ def cost_model(out: dict) -> list[dict]:
     rows = []
     for c in out["cases"]:
         b = sizes[c["preset"]]
-        compute = c["step_ms"]["median"] / 1e3
+        # The machine's cores all at work: its CPU time over its cores (what the wall time is
+        # on an idle machine when the threads scale; on a busy one the wall time also holds
+        # waiting for a core), never more than the wall time measured.
+        compute = min(c["step_ms"]["median"], c["cpu_ms"]["median"] / c["threads"]) / 1e3
         for n in MACHINES:
             for gbit in LINKS_GBIT:
                 grads = ring_allreduce_seconds(b["gradient_allreduce"], n, gbit)
                 small = 2 * np.log2(n) * LATENCY_S * (1 + (b["buffer_broadcast"] > 0))
                 comm = grads + small
+                halving = halving_doubling_seconds(b["gradient_allreduce"], n, gbit) + small
                 rows.append({
                     "preset": c["preset"], "batch_per_machine": c["batch"], "machines": n,
                     "gbit": gbit, "gradient_bytes": b["gradient_allreduce"],
@@ -328,6 +342,8 @@ def cost_model(out: dict) -> list[dict]:
                     "latency_share": (2 * (n - 1) * LATENCY_S + small) / comm,
                     "efficiency": compute / (compute + comm),
                     "images_per_s": n * c["batch"] / (compute + comm),
+                    "halving_doubling_ms": halving * 1e3,
+                    "halving_doubling_efficiency": compute / (compute + halving),
                 })
     return rows
 
@@ -363,10 +379,12 @@ def render(out: dict) -> str:
                      f"{b['syncbn_allgather']:,} + {b['syncbn_allreduce']:,} B |")
     if "cost_model" in out:
         lines += ["", f"ring all-reduce: 2(N-1)/N x bytes / bandwidth + 2(N-1) x "
-                  f"{LATENCY_S * 1e6:g} us; compute: the step above, one machine",
-                  "| preset | gradients | compute ms | N | comm ms 10 Gbit/s (latency share) | "
-                  "efficiency | comm ms 25 Gbit/s (latency share) | efficiency |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"{LATENCY_S * 1e6:g} us; compute: the step above (CPU time over the cores), "
+                  "one machine",
+                  "| preset | gradients | compute ms | N | ring, 10 Gbit/s: comm ms (latency "
+                  "share) | efficiency | ring, 25 Gbit/s: comm ms (latency share) | efficiency "
+                  "| halving-doubling, 10 / 25 Gbit/s: efficiency |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         by_key = {(r["preset"], r["machines"], r["gbit"]): r for r in out["cost_model"]}
         for preset in dict.fromkeys(r["preset"] for r in out["cost_model"]):
             for n in MACHINES:
@@ -375,7 +393,8 @@ def render(out: dict) -> str:
                     f"| {preset} | {a['gradient_bytes'] / 1e6:.2f} MB | {a['compute_ms']:.1f} | "
                     f"{n} | {a['comm_ms']:.2f} ({a['latency_share']:.0%}) | "
                     f"{a['efficiency']:.0%} | {b['comm_ms']:.2f} ({b['latency_share']:.0%}) | "
-                    f"{b['efficiency']:.0%} |")
+                    f"{b['efficiency']:.0%} | {a['halving_doubling_efficiency']:.0%} / "
+                    f"{b['halving_doubling_efficiency']:.0%} |")
     return "\n".join(lines)
 
 
