@@ -318,8 +318,8 @@ def cost_model(out: dict) -> list[dict]:
     """Per preset, machine count and link: the step's communication against its compute.
 
     Besides the gradients (ring all-reduce), a step all-reduces 32 bytes of metrics and
-    broadcasts the BatchNorm buffers; MPI sends messages that small along a tree (recursive
-    doubling, binomial broadcast), log2(N) hops of latency each.
+    broadcasts the BatchNorm buffers; MPI sends messages that small along trees (recursive
+    doubling, binomial broadcast): counted as 2 log2(N) latencies each.
     """
     sizes = {b["preset"]: b for b in out["bytes"]}
     rows = []
