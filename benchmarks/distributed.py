@@ -94,7 +94,8 @@ def step_bytes(preset: str) -> dict:
         "preset": preset,
         "parameters": sum(p.data.size for p in model.parameters()),
         "gradient_allreduce": params,  # DistributedDataParallel's buckets
-        "metrics_allreduce": 4 * 8,  # DistributedTraining: loss, correct, images, stop
+        # DistributedTraining: loss, hits and what they are out of, images, stop (float64)
+        "metrics_allreduce": 5 * 8,
         "buffer_broadcast": buffers,  # BatchNorm running statistics, from rank 0
         "batchnorm_layers": len(bns),
         # --sync-bn, per BatchNorm layer: all_gather of (count, means, M2) in float64
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 def cost_model(out: dict) -> list[dict]:
     """Per preset, machine count and link: the step's communication against its compute.
 
-    Besides the gradients (ring all-reduce), a step all-reduces 32 bytes of metrics and
+    Besides the gradients (ring all-reduce), a step all-reduces 40 bytes of metrics and
     broadcasts the BatchNorm buffers; MPI sends messages that small along trees (recursive
     doubling, binomial broadcast): counted as 2 log2(N) latencies each.
     """
