@@ -34,14 +34,19 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
+
 __all__ = [
     "PRESETS",
     "PRESET_INPUT_SHAPES",
     "PRESET_NOTES",
     "build",
+    "check_memory",
+    "footprint",
     "parse",
     "plan",
     "resolve",
+    "state_shapes",
     "to_string",
 ]
 
@@ -458,6 +463,11 @@ def _input_shape(input_shape: Any, preset: str | None) -> tuple[int, int, int]:
             f"input_shape must be (C, H, W) with positive ints, e.g. (1, 28, 28); "
             f"got {input_shape!r}"
         )
+    if max(dims) > _MAX_INT:
+        raise ValueError(
+            f"input_shape must be (C, H, W) with sizes of at most {_MAX_INT:,}; got "
+            f"{tuple(int(d) for d in dims)}"
+        )
     return tuple(int(d) for d in dims)  # type: ignore[return-value]
 
 
@@ -557,6 +567,146 @@ def plan(
     return _plan(arch, input_shape, num_classes)[0]
 
 
+def _state_of(spec: dict[str, Any], in_shape: tuple[int, ...]):
+    """One layer's parameters and buffers as ``(name, shape, kind)``, kind "f" or "i"."""
+    kind = spec["type"]
+    if kind == "conv":
+        kh, kw = spec["kernel_size"]
+        f = spec["out_channels"]
+        return [("weight", (f, in_shape[0], kh, kw), "f"), ("bias", (f,), "f")], []
+    if kind == "fc":
+        n = spec["out_features"]
+        return [("weight", (n, in_shape[0]), "f"), ("bias", (n,), "f")], []
+    if kind == "bn":
+        c = (in_shape[0],)
+        params = [("weight", c, "f"), ("bias", c, "f")]
+        buffers = [("running_mean", c, "f"), ("running_var", c, "f"),
+                   ("num_batches_tracked", (), "i")]
+        return params, buffers
+    return [], []
+
+
+def state_shapes(
+    arch: str | Sequence[dict[str, Any]],
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The ``state_dict`` :func:`build` would make, as shapes: nothing is allocated.
+
+    Args:
+        arch, input_shape, num_classes: as for :func:`build`.
+
+    Returns:
+        ``{name: (shape, kind)}`` in ``state_dict`` order (every parameter, then every
+        buffer); ``kind`` is ``"f"`` for floating-point values, ``"i"`` for integers.
+
+    Raises:
+        ValueError: as for :func:`build`.
+
+    Example:
+        >>> state_shapes("conv3x3x8-relu-fc10", (1, 6, 6))["3.weight"]
+        ((10, 128), 'f')
+    """
+    params, buffers = {}, {}
+    for i, step in enumerate(plan(arch, input_shape, num_classes)):
+        own, kept = _state_of(step["spec"], step["input_shape"])
+        params.update({f"{i}.{name}": (shape, kind) for name, shape, kind in own})
+        buffers.update({f"{i}.{name}": (shape, kind) for name, shape, kind in kept})
+    return {**params, **buffers}
+
+
+def footprint(
+    arch: str | Sequence[dict[str, Any]],
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+) -> dict[str, int]:
+    """How many numbers a model holds and computes, from shape arithmetic alone.
+
+    Returns:
+        ``{"params": learnable values, "state": every value in the state_dict (buffers
+        too), "activations": the values one image produces on its way through (its own
+        pixels and every layer's output)}``.
+
+    Raises:
+        ValueError: as for :func:`build`.
+
+    Example:
+        >>> footprint("conv3x3x8-relu-fc10", (1, 6, 6))
+        {'params': 1370, 'state': 1370, 'activations': 430}
+    """
+    steps = plan(arch, input_shape, num_classes)
+    params = state = 0
+    for step in steps:
+        own, kept = _state_of(step["spec"], step["input_shape"])
+        params += sum(math.prod(shape) for _, shape, _ in own)
+        state += sum(math.prod(shape) for _, shape, _ in own + kept)
+    activations = math.prod(steps[0]["input_shape"]) + sum(
+        math.prod(step["output_shape"]) for step in steps
+    )
+    return {"params": params, "state": state, "activations": activations}
+
+
+def check_memory(
+    arch: str | Sequence[dict[str, Any]],
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    *,
+    batch_size: int = 1,
+    training: bool = False,
+    limit: int | None = None,
+) -> int:
+    """Refuse a model that cannot fit in memory, before anything is allocated.
+
+    The estimate counts float32 values: for inference the parameters plus ``batch_size``
+    images' activations; for training four copies of the parameters (weights, gradients
+    and two optimizer moments) plus the activations twice (kept for backward, and their
+    gradients).
+
+    Args:
+        arch, input_shape, num_classes: as for :func:`build`.
+        batch_size: images per step.
+        training: estimate a training step instead of a forward pass.
+        limit: bytes available; default :func:`cnnlab.budget.memory_limit`.
+
+    Returns:
+        The estimate in bytes.
+
+    Raises:
+        cnnlab.budget.TooLargeError: the estimate exceeds the limit (the message gives
+            both figures and the parameter and activation counts).
+        ValueError: as for :func:`build`.
+
+    Example:
+        >>> check_memory("conv3x3x8-relu-fc10", (1, 6, 6))
+        7200
+        >>> check_memory("conv3x3x100000-conv3x3x100000-fc10", (1, 28, 28))
+        Traceback (most recent call last):
+        ...
+        cnnlab.budget.TooLargeError: the model 'conv3x3x100000-conv3x3x100000-fc10' ...
+    """
+    from cnnlab.budget import check_fits, format_bytes
+
+    sizes = footprint(arch, input_shape, num_classes)
+    steps = plan(arch, input_shape, num_classes)
+    text = to_string([step["spec"] for step in steps if not step["auto"]])
+    shape = "x".join(str(d) for d in steps[0]["input_shape"])
+    params, acts = sizes["state"], sizes["activations"]
+    if training:
+        need = 4 * (4 * params + 2 * batch_size * acts)
+        what = (f"training the model {text!r} on {shape} images at batch {batch_size} "
+                f"({params:,} parameters, {format_bytes(4 * params)} each for weights, "
+                f"gradients and two optimizer moments; {acts:,} activation values per image, "
+                f"kept for backward with their gradients)")
+        hint = "use fewer or narrower layers, a smaller batch size or smaller images"
+    else:
+        need = 4 * (params + batch_size * acts)
+        what = (f"the model {text!r} for {shape} images ({params:,} parameters, "
+                f"{acts:,} activation values per image)")
+        hint = "use fewer or narrower layers, or smaller images"
+    check_fits(what, need, hint, limit)
+    return need
+
+
 def _module(spec: dict[str, Any], in_shape: tuple[int, ...]):
     from cnnlab import nn
 
@@ -616,6 +766,9 @@ def build(
         ValueError: for a bad token or spec, a missing or bad input_shape, a layer that
             needs (C, H, W) after flattening, a layer whose output would be empty (naming
             the token and the shape it gets), or a num_classes mismatch.
+        cnnlab.budget.TooLargeError: (a ValueError) the parameters and one image's
+            activations would not fit in memory (see :func:`check_memory`); checked
+            before anything is allocated.
 
     Example:
         >>> model = build("conv5x5x6p2-relu-pool2-fc10", input_shape=(1, 28, 28))
@@ -625,6 +778,7 @@ def build(
     from cnnlab import nn
 
     steps, _ = _plan(arch, input_shape, num_classes)
+    check_memory(arch, input_shape, num_classes)
     model = nn.Sequential(*[_module(step["spec"], step["input_shape"]) for step in steps])
     first_shape = steps[0]["input_shape"]
     model.spec = {

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
+
 _generator = np.random.default_rng()
 
 

@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
+
 
 def checked_once(check: Callable[..., Any]) -> Callable[..., Any]:
     """Remember a shape check's result per argument set: a layer sees the same shapes every
@@ -21,6 +23,24 @@ def checked_once(check: Callable[..., Any]) -> Callable[..., Any]:
             return check(*args, **kwargs)
 
     return wrapper
+
+
+def flat_size(shape: Sequence[int], start_dim: int, end_dim: int = -1) -> tuple[int, ...]:
+    """The shape after merging dimensions ``start_dim``..``end_dim`` (inclusive), written
+    out (never -1, so an empty batch flattens too).
+
+    Example:
+        >>> flat_size((0, 16, 4, 4), 1), flat_size((2, 3, 4, 5), 1, 2)
+        ((0, 256), (2, 12, 5))
+    """
+    shape = tuple(shape)
+    if not shape:
+        return (1,)
+    a, b = start_dim % len(shape), end_dim % len(shape)
+    size = 1
+    for d in shape[a:b + 1]:
+        size *= d
+    return (*shape[:a], size, *shape[b + 1:])
 
 
 def pair(value: int | Sequence[int], name: str = "value") -> tuple[int, int]:

@@ -228,6 +228,9 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     check_error(["predict", "model.safetensors"], capsys, 2, "required: IMAGE")
     check_error(["predict", "m", "x.png", "--top-k", "0"], capsys, 2)
     check_error(["evaluate"], capsys, 2, "required: MODEL")
+    # An option value the parser cannot check by itself is a usage error too.
+    check_error(["train", "--arch", "conv3x3x8-bogus"], capsys, 2,
+                "usage: cnnlab train", "cnnlab train: error: --arch: unknown layer 'bogus'")
 
 
 def test_runtime_errors_exit_1_with_one_line(tmp_path, digits_run, capsys, monkeypatch):
@@ -239,8 +242,6 @@ def test_runtime_errors_exit_1_with_one_line(tmp_path, digits_run, capsys, monke
     (tmp_path / "junk.png").write_text("not an image")
     check_error(["predict", "run", tmp_path / "junk.png"], capsys, 1, "not an image")
     check_error(["train", "--data", "nowhere"], capsys, 1, "neither a dataset")
-    check_error(["train", "--arch", "conv3x3x8-bogus"], capsys, 1,
-                "--arch: unknown layer 'bogus'")
     (tmp_path / "empty").mkdir()
     check_error(["train", "--data", "mnist", "--data-dir", tmp_path / "empty"], capsys, 1,
                 "not found in", "train-images-idx3-ubyte.gz, from one of:", "(--download)")

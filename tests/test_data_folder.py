@@ -75,7 +75,7 @@ def test_hidden_and_non_image_files_skipped(tmp_path):
 def test_corrupt_image_named(tmp_path):
     save(tmp_path / "a" / "good.png", gray(4, 4, 0))
     (tmp_path / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DataFormatError, match=r"bad\.png: cannot read this image"):
+    with pytest.raises(DataFormatError, match=r"bad\.png: not an image cnnlab can read"):
         ImageFolder(tmp_path)
 
 
@@ -83,7 +83,7 @@ def test_truncated_image_named(tmp_path):
     save(tmp_path / "a" / "cut.png", np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) % 251)
     data = (tmp_path / "a" / "cut.png").read_bytes()
     (tmp_path / "a" / "cut.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataFormatError, match=r"cut\.png: cannot read this image"):
+    with pytest.raises(DataFormatError, match=r"cut\.png: not an image cnnlab can read"):
         ImageFolder(tmp_path)
 
 

@@ -151,3 +151,27 @@ def test_the_one_pass_op_refuses_tensors_that_need_gradients():
         out = conv_ops.conv2d_relu_maxpool2(Tensor(np.ones((1, 1, 4, 4), np.float32)), w,
                                             padding=1)
     assert out.shape == (1, 1, 2, 2) and not out.requires_grad
+
+
+def test_summary_shows_what_runs_fused():
+    from cnnlab.inspect.summary import summary
+
+    s = summary("conv3x3x4p1-relu-pool2-conv3x3x4p1-bn-relu-pool2-conv3x3x4-relu-fc2",
+                (1, 16, 16))
+    assert s.fused == [{"layers": ["0", "1", "2"], "as": "ConvReLUMaxPool2d"},
+                       {"layers": ["5", "6"], "as": "ReLUMaxPool2d"},
+                       {"layers": ["7", "8"], "as": "ConvReLU2d"}]
+    assert "layers 0-2 as ConvReLUMaxPool2d; 5-6 as ReLUMaxPool2d; 7-8 as" in \
+        str(s).replace("\n  ", " ")
+
+    class Net(nn.Module):  # a hand-written forward: only its Sequential fuses
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+            self.head = nn.Linear(4 * 6 * 6, 2)
+
+        def forward(self, x):
+            return self.head(cnnlab.flatten(self.features(x), 1))
+
+    assert summary(Net(), (1, 8, 8)).to_dict()["fused"] == [
+        {"layers": ["features.0", "features.1"], "as": "ConvReLU2d"}]

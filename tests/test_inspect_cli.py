@@ -39,9 +39,9 @@ def test_summary_preset_warning_and_errors():
     r = cli("summary", "conv5x5x10s2", "--input", "3x32x32")
     assert r.returncode == 0 and "warning: layer 0" in r.stdout and "14.5" in r.stdout
     r = cli("summary", "conv5x5x10")
-    assert r.returncode == 1 and "give the input shape with --input" in r.stderr
+    assert r.returncode == 2 and "give the input shape with --input" in r.stderr
     r = cli("summary", "conv5x5x10", "--input", "3by32")
-    assert r.returncode == 1 and r.stderr.startswith("cnnlab: error: --input: expected a shape")
+    assert r.returncode == 2 and "argument --input: expected CxHxW" in r.stderr
 
 
 def test_summary_of_a_saved_model(tmp_path):
@@ -71,21 +71,25 @@ def test_explain_conv_text_values_file_and_html(tmp_path):
     values = {"input": [[[1, 2], [3, 4]]], "weight": [[[[1, 0], [0, 1]]]], "bias": [10]}
     (tmp_path / "v.json").write_text(json.dumps(values))
     r = cli("explain", "conv", "--values", tmp_path / "v.json", "--stride", "1",
-            "--padding", "0", "--html", tmp_path / "page.html")
+            "--padding", "0")
     assert r.returncode == 0, r.stderr
     assert "channel 0: 1x1 + 2x0 + 3x0 + 4x1 = 5" in r.stdout
     assert "plus bias 10 = 15" in r.stdout
+    r = cli("explain", "conv", "--values", tmp_path / "v.json", "--stride", "1",
+            "--padding", "0", "--html", tmp_path / "page.html")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"wrote {tmp_path / 'page.html'} (open it in a browser)\n"  # the page only
     page = (tmp_path / "page.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "http://" not in page and "https://" not in page
 
 
 def test_explain_errors_and_usage():
     r = cli("explain", "conv", "--at", "9,0,0")
-    assert r.returncode == 1 and "outside the output 2x3x3" in r.stderr
+    assert r.returncode == 2 and "outside the output 2x3x3" in r.stderr
     r = cli("explain", "conv", "--size", "9")
-    assert r.returncode == 1 and "does not fit" in r.stderr
+    assert r.returncode == 2 and "does not fit" in r.stderr
     r = cli("explain", "conv", "--stride", "two")
-    assert r.returncode == 2 and "invalid int value" in r.stderr
+    assert r.returncode == 2 and "expected a whole number >= 1, got 'two'" in r.stderr
     r = cli("explain", "pool", "--mode", "avg", "--size", "2", "--input", "1x4x4", "--all")
     assert r.returncode == 0 and r.stdout.count(")/4 = ") == 4
 

@@ -18,7 +18,8 @@ from cnnlab.inspect.features import (
 
 Image = pytest.importorskip("PIL.Image")
 
-GAP, LABEL, TITLE = 6, 16, 30  # the layout constants of cnnlab.inspect.features
+# the layout constants of cnnlab.inspect.features
+GAP, LABEL, TITLE, NOTE, LEGEND = 6, 16, 30, 18, 50
 
 
 def small_net(channels=1):
@@ -51,21 +52,28 @@ def test_capture_chosen_layers_and_unknown_names():
         capture_activations(model, np.zeros((1, 12, 12), np.float32), layers=["conv9"])
 
 
-def _expected_grid_size(n, h, w, z, cols):
+def _expected_grid_size(n, h, w, z, cols, note=False, legend=True):
     rows = -(-n // cols)
-    return GAP + cols * (w * z + GAP), TITLE + rows * (LABEL + h * z + GAP)
+    top = TITLE + (NOTE if note else 0)
+    return (GAP + cols * (w * z + GAP),
+            top + rows * (LABEL + h * z + GAP) + (LEGEND if legend else 0))
 
 
 def test_feature_maps_and_filters_images_have_the_layout_size():
     maps = np.random.default_rng(1).normal(size=(6, 10, 10)).astype(np.float32)
     img = feature_maps_image(maps, "x")
     z = tile_scale(10, 10)
-    assert z == 7 and img.size == _expected_grid_size(6, 10, 10, z, cols=3)
+    assert z == 10
+    width, height = img.size
+    grid_w, grid_h = _expected_grid_size(6, 10, 10, z, cols=3)
+    assert height == grid_h and grid_w <= width  # the colour bar's caption may widen it
     constant = feature_maps_image(np.zeros((1, 3, 3), np.float32), "a constant map")
     assert constant.mode == "RGB"
 
     rgb = filters_image(np.random.default_rng(2).normal(size=(8, 3, 5, 5)), "rgb")
-    assert rgb.size == _expected_grid_size(8, 5, 5, tile_scale(5, 5, 48), cols=3)
+    width, height = rgb.size
+    grid_w, grid_h = _expected_grid_size(8, 5, 5, tile_scale(5, 5, 48), cols=3)
+    assert height == grid_h and grid_w <= width
     tile = np.asarray(rgb)[TITLE + LABEL:TITLE + LABEL + 50, GAP:GAP + 50]
     assert np.ptp(tile.astype(int), axis=2).max() > 0  # colour, not gray
     gray = filters_image(np.ones((2, 2, 3, 3)), "two channels")
@@ -82,16 +90,54 @@ def test_save_inspection_writes_the_pictures(tmp_path):
     assert names == ["feature_maps_0.png", "feature_maps_3.png", "filters_0.png",
                      "input.png", "prediction.png"]
     z = tile_scale(12, 12, 256)
-    assert Image.open(tmp_path / "input.png").size == (12 * z, 12 * z)
-    for name, n, side, cols in (("feature_maps_0.png", 4, 12, 2), ("feature_maps_3.png", 6, 4, 3)):
-        width, height = Image.open(tmp_path / name).size
-        grid_w, grid_h = _expected_grid_size(n, side, side, tile_scale(side, side), cols)
-        assert height == grid_h and grid_w <= width <= grid_w + 300  # a long title widens it
+    width, height = Image.open(tmp_path / "input.png").size
+    assert height == _expected_grid_size(1, 12, 12, z, 1, note=True, legend=False)[1]
+    for name, n, side, cols in (("feature_maps_0.png", 5, 12, 3), ("feature_maps_3.png", 7, 4, 3)):
+        width, height = Image.open(tmp_path / name).size  # the maps and the input beside them
+        grid_w, grid_h = _expected_grid_size(n, side, side, tile_scale(side, side), cols,
+                                             note=True)
+        assert height == grid_h and grid_w <= width <= grid_w + 400  # a long title widens it
     pred = result["prediction"]
     assert pred["class"] in "abcde" and 0.0 < pred["probability"] <= 1.0
     with cnnlab.no_grad():
         logits = model(cnnlab.Tensor(image[None])).data[0]
     assert pred["index"] == int(np.argmax(logits))
+
+
+def _tile(img, index, side, z, cols, top):
+    """The pixels of tile ``index`` in a picture laid out by _grid_image."""
+    r, c = divmod(index, cols)
+    x, y = GAP + c * (side * z + GAP), top + r * (LABEL + side * z + GAP) + LABEL
+    return np.asarray(img)[y:y + side * z, x:x + side * z].astype(int)
+
+
+def test_feature_maps_share_one_colour_scale_with_a_colour_bar():
+    strong = np.full((4, 4), 2.0, np.float32)
+    maps = np.stack([strong, strong / 10, -strong])
+    img = feature_maps_image(maps, "three maps", cols=3)
+    z = tile_scale(4, 4)
+    tiles = [_tile(img, i, 4, z, 3, TITLE) for i in range(3)]
+    white = np.array([247, 247, 247])
+    # One scale: the weak map is close to white (zero), not as saturated as the strong one.
+    assert np.abs(tiles[1][0, 0] - white).sum() < np.abs(tiles[0][0, 0] - white).sum() / 4
+    assert tiles[0][0, 0][0] > tiles[0][0, 0][2] and tiles[2][0, 0][2] > tiles[2][0, 0][0]
+    bar = np.asarray(img)[-LEGEND + 4:-LEGEND + 14, GAP + 2:GAP + 200].astype(int)
+    assert bar[5, 0][2] > bar[5, 0][0] and bar[5, -1][0] > bar[5, -1][2]  # blue .. red
+    positive = feature_maps_image(np.abs(maps), "after ReLU")
+    assert np.abs(np.asarray(positive)[-LEGEND + 8, GAP + 1].astype(int) - [68, 1, 84]).max() < 8
+
+
+def test_maps_say_what_they_are_and_filters_have_a_legend(tmp_path):
+    model = arch.build("conv3x3x4p1-bn-relu-fc3", (1, 6, 6))
+    save_inspection(model, np.zeros((1, 6, 6), np.float32), tmp_path)
+    from cnnlab.inspect.features import _what_maps_show
+
+    assert _what_maps_show(model, "0") == ("the convolution's output, before the batch norm "
+                                           "and ReLU after it; one colour scale for all maps")
+    assert _what_maps_show(small_net(), "3").startswith("the convolution's output, before "
+                                                        "the ReLU after it")
+    filters = np.asarray(filters_image(np.array([[[[-1.0, 0.0, 2.0]]]]), "one filter"))
+    assert filters.shape[0] == TITLE + LABEL + 48 + GAP + LEGEND
 
 
 def test_load_image(tmp_path):

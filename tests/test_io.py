@@ -93,8 +93,8 @@ def test_header_is_padded_and_tensors_are_aligned(tmp_path):
 
 def test_writer_rejects_what_the_format_cannot_hold(tmp_path):
     path = tmp_path / "x.safetensors"
-    with pytest.raises(ValueError, match=r"cannot store tensor 'z' of dtype complex64"):
-        safetensors.save_file({"z": np.zeros(2, np.complex64)}, path)
+    with pytest.raises(ValueError, match=r"cannot store tensor 'z' of dtype complex128"):
+        safetensors.save_file({"z": np.zeros(2, np.complex128)}, path)
     with pytest.raises(ValueError, match=r"'__metadata__' is reserved"):
         safetensors.save_file({"__metadata__": np.zeros(2)}, path)
     with pytest.raises(ValueError, match=r"metadata must map str to str, but 'n' -> int"):
@@ -231,8 +231,8 @@ def test_oversized_header(tmp_path):
             b"",
             r"invalid shape \[0, 2305843009213693952, 2305843009213693952\] for tensor 'a'",
         ),
-        ({"a": _entry("U8", [1] * 33, 0, 1)}, b"x", r"expected a list of at most 32 sizes"),
-        (b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"", r"nested too deeply"),
+        ({"a": _entry("U8", [1] * 65, 0, 1)}, b"x", r"NumPy cannot make an array of it"),
+        (b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"", r"nested more than 127 levels"),
         ({"__metadata__": {"a": 1}}, b"", r"invalid __metadata__: it must map strings"),
     ],
 )

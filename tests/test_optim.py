@@ -7,8 +7,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import cnnlab
+import cnnlab.nn.functional as F
+from cnnlab import nn
 from cnnlab.nn import Parameter
-from cnnlab.optim import SGD, Adam, AdamW, Optimizer
+from cnnlab.optim import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    AdamW,
+    CosineAnnealingLR,
+    ExponentialLR,
+    MultiStepLR,
+    Optimizer,
+    RMSprop,
+    StepLR,
+)
 
 
 def param(values, dtype=np.float64) -> Parameter:
@@ -35,6 +50,27 @@ CONFIGS = {
     "adam-low-beta1": (Adam, {"lr": 0.01, "betas": (0.3, 0.9), "eps": 1e-6}),
     "adamw": (AdamW, {"lr": 0.01}),
     "adamw-amsgrad-wd": (AdamW, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+    "adadelta": (Adadelta, {"lr": 1.0}),
+    "adadelta-rho-eps-wd": (Adadelta, {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.1}),
+    "rmsprop": (RMSprop, {"lr": 0.01}),
+    "rmsprop-wd": (RMSprop, {"lr": 0.01, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.05}),
+    "rmsprop-momentum": (RMSprop, {"lr": 0.01, "momentum": 0.9}),
+    "rmsprop-centered": (RMSprop, {"lr": 0.01, "centered": True}),
+    "rmsprop-centered-momentum-wd": (
+        RMSprop,
+        {"lr": 0.01, "alpha": 0.9, "momentum": 0.5, "centered": True, "weight_decay": 0.05},
+    ),
+    "adagrad": (Adagrad, {"lr": 0.1}),
+    "adagrad-decay-init-wd": (
+        Adagrad,
+        {
+            "lr": 0.1,
+            "lr_decay": 0.01,
+            "weight_decay": 0.05,
+            "initial_accumulator_value": 0.1,
+            "eps": 1e-6,
+        },
+    ),
 }
 
 
@@ -72,8 +108,25 @@ def minimize(make_opt, grad_fn, start, steps: int) -> np.ndarray:
         lambda ps: Adam(ps, lr=0.05),
         lambda ps: Adam(ps, lr=0.05, amsgrad=True),
         lambda ps: AdamW(ps, lr=0.05, weight_decay=0.0),
+        lambda ps: Adadelta(ps),
+        lambda ps: RMSprop(ps, lr=0.01),
+        lambda ps: RMSprop(ps, lr=1e-3, momentum=0.9),
+        lambda ps: RMSprop(ps, lr=0.01, centered=True),
+        lambda ps: Adagrad(ps, lr=0.5),
     ],
-    ids=["sgd", "momentum", "nesterov", "adam", "amsgrad", "adamw"],
+    ids=[
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adam",
+        "amsgrad",
+        "adamw",
+        "adadelta",
+        "rmsprop",
+        "rmsprop-momentum",
+        "rmsprop-centered",
+        "adagrad",
+    ],
 )
 def test_reaches_the_minimum_of_a_quadratic(make_opt):
     x = minimize(make_opt, quadratic_grad, np.zeros(3), steps=1000)
@@ -88,8 +141,25 @@ def test_reaches_the_minimum_of_a_quadratic(make_opt):
         (lambda ps: SGD(ps, lr=5e-4, momentum=0.9, nesterov=True), 5000),
         (lambda ps: Adam(ps, lr=0.02), 5000),
         (lambda ps: AdamW(ps, lr=0.02, weight_decay=0.0), 5000),
+        # Adadelta creeps along the curved valley: it needs long memories and many steps.
+        (lambda ps: Adadelta(ps, lr=1.0, rho=0.9999, eps=1e-7), 40000),
+        (lambda ps: RMSprop(ps, lr=3e-4, alpha=0.9), 20000),
+        (lambda ps: RMSprop(ps, lr=1e-3, momentum=0.9), 5000),
+        (lambda ps: RMSprop(ps, lr=3e-4, alpha=0.9, momentum=0.9, centered=True), 5000),
+        (lambda ps: Adagrad(ps, lr=0.5), 15000),
     ],
-    ids=["sgd", "momentum", "nesterov", "adam", "adamw"],
+    ids=[
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adam",
+        "adamw",
+        "adadelta",
+        "rmsprop",
+        "rmsprop-momentum",
+        "rmsprop-centered-momentum",
+        "adagrad",
+    ],
 )
 def test_reaches_the_minimum_of_rosenbrock(make_opt, steps):
     x = minimize(make_opt, rosenbrock_grad, [-1.2, 1.0], steps)
@@ -388,6 +458,24 @@ def test_load_state_dict_accepts_amsgrad_state_only_when_complete():
             lambda ps: SGD([{"params": ps}, {"params": [param([0.0])], "lr": -2}], lr=0.1),
             r"SGD: lr must be >= 0, got -2.0",
         ),
+        (lambda ps: Adadelta(ps, lr=-1.0), r"Adadelta: lr must be >= 0, got -1.0"),
+        (lambda ps: Adadelta(ps, rho=1.5), r"Adadelta: rho must be in \[0, 1\], got 1.5"),
+        (lambda ps: Adadelta(ps, eps=-1e-6), r"Adadelta: eps must be >= 0, got -1e-06"),
+        (lambda ps: Adadelta(ps, weight_decay=-1), r"Adadelta: weight_decay must be >= 0"),
+        (lambda ps: RMSprop(ps, lr=-0.01), r"RMSprop: lr must be >= 0, got -0.01"),
+        (lambda ps: RMSprop(ps, alpha=-0.1), r"RMSprop: alpha must be in \[0, 1\], got -0.1"),
+        (lambda ps: RMSprop(ps, alpha=1.01), r"RMSprop: alpha must be in \[0, 1\], got 1.01"),
+        (lambda ps: RMSprop(ps, eps=-1.0), r"RMSprop: eps must be >= 0, got -1.0"),
+        (lambda ps: RMSprop(ps, momentum=1.0), r"RMSprop: momentum must be in \[0, 1\)"),
+        (lambda ps: RMSprop(ps, weight_decay=-1), r"RMSprop: weight_decay must be >= 0"),
+        (lambda ps: Adagrad(ps, lr=-0.1), r"Adagrad: lr must be >= 0, got -0.1"),
+        (lambda ps: Adagrad(ps, lr_decay=-0.1), r"Adagrad: lr_decay must be >= 0, got -0.1"),
+        (lambda ps: Adagrad(ps, weight_decay=-1), r"Adagrad: weight_decay must be >= 0"),
+        (
+            lambda ps: Adagrad(ps, initial_accumulator_value=-1),
+            r"Adagrad: initial_accumulator_value must be >= 0, got -1.0",
+        ),
+        (lambda ps: Adagrad(ps, eps=-1e-10), r"Adagrad: eps must be >= 0, got -1e-10"),
     ],
 )
 def test_bad_hyperparameters_raise_value_error(make, match):
@@ -401,6 +489,8 @@ def test_bad_hyperparameters_raise_value_error(make, match):
         (lambda ps: SGD(ps, lr="0.1"), r"SGD: lr must be a number, got str '0.1'"),
         (lambda ps: SGD(ps, lr=0.1, nesterov="yes"), r"nesterov must be True or False"),
         (lambda ps: Adam(ps, amsgrad=1), r"amsgrad must be True or False, got int 1"),
+        (lambda ps: RMSprop(ps, centered=None), r"centered must be True or False, got NoneType"),
+        (lambda ps: Adadelta(ps, rho="0.9"), r"Adadelta: rho must be a number, got str"),
     ],
 )
 def test_hyperparameters_of_the_wrong_type_raise_type_error(make, match):
@@ -546,7 +636,17 @@ def test_sgd_fits_a_linear_layer_through_backward():
     assert model.weight.data.dtype == np.float32
 
 
-@pytest.mark.parametrize("opt_name", ["sgd-nesterov-wd", "adam-amsgrad", "adamw"])
+@pytest.mark.parametrize(
+    "opt_name",
+    [
+        "sgd-nesterov-wd",
+        "adam-amsgrad",
+        "adamw",
+        "adadelta-rho-eps-wd",
+        "rmsprop-centered-momentum-wd",
+        "adagrad-decay-init-wd",
+    ],
+)
 def test_training_a_small_network_matches_torch(opt_name):
     """Same weights, data and optimizer in cnnlab and torch: same weights after training."""
     torch = pytest.importorskip("torch")
@@ -576,5 +676,94 @@ def test_training_a_small_network_matches_torch(opt_name):
             ref(torch.from_numpy(x)), torch.from_numpy(labels)
         ).backward()
         ref_opt.step()
+    for p, t in zip(model.parameters(), ref.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+# -------------------------------------------- groups with their own settings
+class FeaturesAndHead(nn.Module):
+    """A model with the two parts people give different learning rates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh())
+        self.head = nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x):
+        return self.head(F.flatten(self.features(x)))
+
+
+GROUP_OPTIMIZERS = [
+    "sgd-momentum",
+    "adam",
+    "adamw",
+    "rmsprop-centered-momentum-wd",
+    "adagrad-decay-init-wd",
+    "adadelta-rho-eps-wd",
+]
+GROUP_SCHEDULES = [
+    (StepLR, {"step_size": 2, "gamma": 0.5}),
+    (MultiStepLR, {"milestones": [1, 3], "gamma": 0.3}),
+    (ExponentialLR, {"gamma": 0.8}),
+    (CosineAnnealingLR, {"T_max": 4, "eta_min": 1e-4}),
+]
+
+
+@pytest.mark.parametrize("schedule", GROUP_SCHEDULES, ids=lambda s: s[0].__name__)
+@pytest.mark.parametrize("opt_name", GROUP_OPTIMIZERS)
+def test_groups_with_their_own_lr_under_a_schedule_match_torch(opt_name, schedule):
+    """optim.X([{"params": features}, {"params": head, "lr": ..., "weight_decay": 0}], lr=...)
+    with a schedule: each group's rate follows its own initial rate, as in torch."""
+    torch = pytest.importorskip("torch")
+    opt_cls, kwargs = CONFIGS[opt_name]
+    sched_cls, sched_kwargs = schedule
+    head_settings = {"lr": kwargs["lr"] / 10, "weight_decay": 0.0}
+
+    cnnlab.manual_seed(0)
+    model = FeaturesAndHead().double()
+    ref = torch.nn.ModuleDict(
+        {"features": torch.nn.Conv2d(1, 3, 3), "head": torch.nn.Linear(48, 2)}
+    ).double()
+    with torch.no_grad():
+        for p, t in zip(model.parameters(), ref.parameters(), strict=True):
+            t.copy_(torch.from_numpy(p.data))
+    opt = opt_cls(
+        [
+            {"params": model.features.parameters()},
+            {"params": model.head.parameters(), **head_settings},
+        ],
+        **kwargs,
+    )
+    ref_opt = getattr(torch.optim, opt_cls.__name__)(
+        [
+            {"params": ref["features"].parameters()},
+            {"params": ref["head"].parameters(), **head_settings},
+        ],
+        foreach=False,
+        **kwargs,
+    )
+    sched = sched_cls(opt, **sched_kwargs)
+    ref_sched = getattr(torch.optim.lr_scheduler, sched_cls.__name__)(ref_opt, **sched_kwargs)
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 1, 6, 6))
+    labels = rng.integers(0, 2, size=8)
+    for _ in range(5):  # epochs of two batches each
+        for batch in (slice(0, 4), slice(4, 8)):
+            opt.zero_grad()
+            F.cross_entropy(model(cnnlab.tensor(x[batch])), labels[batch]).backward()
+            opt.step()
+            ref_opt.zero_grad()
+            h = torch.tanh(ref["features"](torch.from_numpy(x[batch])))
+            loss = torch.nn.functional.cross_entropy(
+                ref["head"](h.flatten(1)), torch.from_numpy(labels[batch])
+            )
+            loss.backward()
+            ref_opt.step()
+        sched.step()
+        ref_sched.step()
+        np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12)
+    assert [g["initial_lr"] for g in opt.param_groups] == [kwargs["lr"], kwargs["lr"] / 10]
+    assert sched.get_last_lr()[0] != kwargs["lr"]  # the schedule moved the rates
     for p, t in zip(model.parameters(), ref.parameters(), strict=True):
         np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)

@@ -329,3 +329,32 @@ def test_evaluate_confusion_and_per_class_accuracy():
     assert result.confusion.tolist() == [[2, 0], [1, 2]]
     assert result.per_class_accuracy.tolist() == pytest.approx([1.0, 2 / 3])
     assert model.training  # mode restored
+
+
+def test_fit_steps_reduce_on_plateau_with_the_validation_loss(tmp_path):
+    # mode="max" on a loss that falls: no epoch after the first is better, so with
+    # patience 0 the rate halves at the end of every later epoch.
+    model, opt, _ = setup(lr=0.01)
+    sched = optim.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=0)
+    result = run_fit(model, opt, sched, epochs=3, callbacks=[Checkpoint(tmp_path / "a.st")])
+    assert [h["lr"] for h in result.history] == [0.01, 0.01, 0.005]
+    assert opt.param_groups[0]["lr"] == 0.0025
+    assert sched.best == result.history[0]["val_loss"]
+    expected = weights(model)
+
+    # Resumed from the checkpoint after two epochs, the plateau state comes back too.
+    model, opt, _ = setup(lr=0.01)
+    sched = optim.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=0)
+    run_fit(model, opt, sched, epochs=2, callbacks=[Checkpoint(tmp_path / "b.st")])
+    model, opt, _ = setup(seed=5, lr=0.01)
+    sched = optim.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=0)
+    run_fit(model, opt, sched, epochs=3, resume=tmp_path / "b.st")
+    assert_same_weights(weights(model), expected)
+    assert opt.param_groups[0]["lr"] == 0.0025
+
+
+def test_fit_steps_reduce_on_plateau_with_the_training_loss_without_validation():
+    model, opt, _ = setup(lr=0.01)
+    sched = optim.ReduceLROnPlateau(opt, patience=0)
+    result = run_fit(model, opt, sched, epochs=2, val=False)
+    assert sched.best == result.history[-1]["train_loss"]  # the training loss fell

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.main import CLIError, UsageError
 
 
 @contextlib.contextmanager
@@ -85,6 +85,44 @@ class Ranks:
         except ValueError as exc:
             raise CLIError(f"--resume {where}: {exc}") from None
 
+    @contextlib.contextmanager
+    def main_holds(self, hold, *args: Any) -> Iterator[None]:
+        """Within the block, rank 0 holds ``hold(*args)`` (a context manager: the run
+        folder's lock); when it cannot, every rank stops with its message."""
+        if not self.many:
+            with hold(*args):
+                yield
+            return
+        with contextlib.ExitStack() as stack:
+            error = None
+            if self.is_main:
+                try:
+                    stack.enter_context(hold(*args))
+                except CLIError as exc:
+                    error = str(exc)
+            self._together(error)
+            yield
+
+    def main_does(self, fn, *args: Any) -> None:
+        """``fn(*args)`` on rank 0 only; when it fails, every rank stops with its message."""
+        if not self.many:
+            fn(*args)
+            return
+        error = None
+        if self.is_main:
+            try:
+                fn(*args)
+            except CLIError as exc:
+                error = str(exc)
+        self._together(error)
+
+    def _together(self, error: str | None) -> None:
+        from cnnlab.distributed import comm
+
+        error = comm.broadcast_json(error)
+        if error is not None:
+            raise CLIError(error)
+
     def same_folder(self, out):
         """Rank 0's output folder on every rank (a default name holds the start time)."""
         from pathlib import Path
@@ -97,12 +135,12 @@ class Ranks:
         """Each rank's share of a step's batch.
 
         Raises:
-            CLIError: when the batch does not split evenly between the ranks.
+            UsageError: when the batch does not split evenly between the ranks.
         """
         if batch_size % self.size:
             fits = [b for b in (batch_size - batch_size % self.size,
                                 batch_size + self.size - batch_size % self.size) if b > 0]
-            raise CLIError(
+            raise UsageError(
                 f"--batch-size {batch_size} is the batch of one step, split evenly between the "
                 f"{self.size} ranks; give a multiple of {self.size} "
                 f"(e.g. {' or '.join(map(str, fits))})"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.main import CLIError
+from cnnlab.cli.text import printable
 from cnnlab.cli.train import positive_int
 
 MODEL_FILE = "model.safetensors"
@@ -48,6 +49,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate ``args.model`` on the test set of ``args.data``, as its task measures it."""
+    import numpy as np
+
+    from cnnlab import NonFiniteLossError
     from cnnlab.data import DataFormatError, DownloadError
     from cnnlab.train.recipes import data_name
 
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{data} has no test images (no test/ folder); pass a folder of images "
                        "to evaluate on with --data")
     for note in getattr(test, "notes", []):
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     got = tuple(int(d) for d in test.images.shape[1:])
     if got != (c, h, w):
         raise CLIError(f"the model expects images of {c}x{h}x{w}, but {data_name(data)} has "
@@ -79,9 +83,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: the model's classes {classes} differ from the data's {test_classes}",
               file=sys.stderr)
     try:
-        result = task.evaluate(model, test, batch_size=args.batch_size, options=vars(args))
+        # Overflow becomes NonFiniteLossError below, not a stream of NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = task.evaluate(model, test, batch_size=args.batch_size,
+                                   options=vars(args))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    except NonFiniteLossError:
+        raise CLIError(
+            f"{path}: the model's outputs on the test images are NaN or infinite, so no loss "
+            "or accuracy can be measured: its weights overflow on this data (the file may "
+            "have been edited). Retrain the model, or evaluate an earlier one"
+        ) from None
     if args.json:
         print(json.dumps({"model": str(path), "data": data_name(data), "split": "test",
                           **result}, allow_nan=False))
@@ -90,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {path} ({what}, input {c}x{h}x{w}, task {task.name})")
     print(f"data: {data_name(data)} test set, {result['n']:,} images")
     for line in task.report(result):
-        print(line)
+        print(printable(line))
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.cli.main import CLIError
+from cnnlab.cli.text import printable
 
 
 def register(subparsers) -> None:
@@ -28,10 +29,12 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cnnlab
+    from cnnlab.cli.images import check_model_argument, read_image
     from cnnlab.inspect.features import load_image, save_inspection
 
     if not Path(args.model).exists():
         raise CLIError(f"no model file at {args.model}; save one with `cnnlab train` first")
+    check_model_argument(args.model, "cnnlab inspect MODEL IMAGE")
     if not Path(args.image).is_file():
         raise CLIError(f"no image at {args.image}")
     model = cnnlab.io.load_model(args.model)
@@ -39,7 +42,17 @@ def run(args: argparse.Namespace) -> int:
     shape = spec.get("input_shape")
     if shape is None:
         raise CLIError(f"{args.model} does not record its input shape (spec.input_shape)")
-    image = load_image(args.image, shape)
+    if Path(args.image).suffix.lower() == ".npy":
+        try:
+            image = load_image(args.image, shape)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    else:  # converted and resized as predict does it, saying so
+        c, h, w = (int(d) for d in shape)
+        if c not in (1, 3):
+            raise CLIError(f"the model takes {c} channels; only 1 (gray) or 3 (RGB) images "
+                           "can be read from an image file, pass a .npy array instead")
+        image = read_image(args.image, c, h, w)
     x = image
     norm = spec.get("normalization") or {}
     if norm.get("mean") is not None and norm.get("std") is not None:
@@ -51,6 +64,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     pred = result["prediction"]
     if pred is not None:
-        print(f"predicted: {pred['class']} (class {pred['index']}, "
+        print(f"predicted: {printable(pred['class'])} (class {pred['index']}, "
               f"probability {pred['probability']:.3f})")
     return 0

@@ -1,7 +1,11 @@
 """Entry point of the ``cnnlab`` command: one subcommand per module in this package.
 
-Exit codes: 0 success, 1 runtime error (one clear line on stderr, the traceback only with
-``--debug``), 2 usage error (argparse's own).
+Exit codes: 0 success; 1 runtime error (one clear message on stderr, the traceback only
+with ``--debug``): a missing or damaged file, data that does not fit, a model too large
+for the machine, a NaN loss; 2 usage error: an unknown option, or an option value that is
+wrong in itself or with the others (argparse's own checks, and :class:`UsageError`),
+printed after the command's usage line. Text that comes from data is printed with control
+characters escaped (:func:`cnnlab.cli.text.printable`).
 """
 
 from __future__ import annotations
@@ -10,12 +14,20 @@ import argparse
 import importlib
 import sys
 
+from cnnlab.cli.text import printable
+
 # Each module exposes ``register(subparsers)``, which adds its parser and sets ``func``.
 COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot"]
 
 
 class CLIError(Exception):
     """An error the user can fix; printed as a message without a traceback, exit code 1."""
+
+
+class UsageError(CLIError):
+    """A bad option value the parser cannot see by itself (an architecture string that does
+    not parse, a window larger than the input): printed after the command's usage line,
+    exit code 2, as argparse does for the values it checks."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser records itself, so a UsageError prints its usage line."""
+    parser.set_defaults(usage_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parsers(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,11 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
             sys.stderr.close()
             return 0
+        except UsageError as exc:
+            if args.debug:
+                raise
+            usage = getattr(args, "usage_parser", parser)
+            return report_failure(f"{usage.format_usage()}{usage.prog}: error: "
+                                  f"{printable(exc, multiline=True)}", 2)
         except Exception as exc:  # one clear line unless --debug
             if args.debug:
                 raise
-            return report_failure(f"cnnlab: error: {exc}", 1)
+            return report_failure(f"cnnlab: error: {printable(exc, multiline=True)}", 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module's imported copy: the commands raise *its* CLIError and UsageError.
+    from cnnlab.cli.main import main as _main
+
+    sys.exit(_main())

@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     plot_history(history, out, title=run_dir.resolve().name)
     last = history[-1]
     parts = [f"{len(history)} epoch(s)"]
-    for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
+    for key in ("train_loss", "val_loss", "train_acc", "val_acc"):  # as training prints them
         if last.get(key) is not None:
-            parts.append(f"{key} {last[key]:.4g}")
+            value = f"{last[key]:.2%}" if key.endswith("_acc") else f"{last[key]:.4f}"
+            parts.append(f"{key} {value}")
     print(f"wrote {out} ({', '.join(parts)})")
     return 0

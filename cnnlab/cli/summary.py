@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.main import UsageError
+from cnnlab.cli.options import chw
 
 HELP = "per-layer shapes, parameters, multiply-adds and receptive fields"
 
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="ARCH|MODEL",
                    help="an architecture string or preset, or a saved model file")
-    p.add_argument("--input", metavar="CxHxW",
+    p.add_argument("--input", metavar="CxHxW", type=chw,
                    help="one sample's shape; required for an architecture string, defaults to a "
                         "preset's or saved model's own")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -47,41 +48,33 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-def load_model(target: str, input_shape: tuple[int, ...] | None):
-    """A saved model when ``target`` is a file, else ``cnnlab.arch.build(target, shape)``."""
+def run(args: argparse.Namespace) -> int:
+    """Summarize a saved model, or an architecture string from shape arithmetic alone
+    (nothing is built, so a model too large for this machine can still be summarized)."""
+    from cnnlab import arch
+    from cnnlab.inspect.summary import summary
+
+    target, shape = args.model, args.input
     if Path(target).exists():  # a model file, or a run folder holding model.safetensors
         import cnnlab
 
-        return cnnlab.io.load_model(target)
-    from cnnlab import arch
-
-    if input_shape is None and target not in arch.PRESETS:
-        raise CLIError(
-            f"{target!r} is not a file, so it is read as an architecture string; give the "
-            f"input shape with --input CxHxW (e.g. --input 3x32x32)"
-        )
-    return arch.build(target, input_shape)  # a preset knows its own input shape
-
-
-def parse_input(text: str | None) -> tuple[int, ...] | None:
-    from cnnlab.inspect._format import parse_shape
-
-    if text is None:
-        return None
-    try:
-        return parse_shape(text)
-    except ValueError as exc:
-        raise CLIError(f"--input: {exc}") from None
-
-
-def run(args: argparse.Namespace) -> int:
-    from cnnlab.inspect.summary import summary
-
-    shape = parse_input(args.input)
-    model = load_model(args.model, shape)
-    result = summary(model, shape)
+        model = cnnlab.io.load_model(target)
+        try:
+            result = summary(model, shape)
+        except ValueError as exc:  # --input does not fit the saved model
+            raise UsageError(f"--input: {exc}") from None
+    else:
+        if shape is None and arch.resolve(target) == target.strip():
+            raise UsageError(
+                f"{target!r} is not a file, so it is read as an architecture string; give the "
+                f"input shape with --input CxHxW (e.g. --input 3x32x32)"
+            )
+        try:
+            result = summary(target, shape)  # a preset knows its own input shape
+        except ValueError as exc:  # a bad token, or a layer the input cannot pass
+            raise UsageError(str(exc)) from None
     if args.json:
-        print(json.dumps({"model": args.model, **result.to_dict()}, indent=2))
+        print(json.dumps({"model": args.model, **result.to_dict()}, indent=2, allow_nan=False))
     else:
         print(result)
     return 0

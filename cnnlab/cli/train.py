@@ -6,14 +6,18 @@ With no arguments it trains the default network on the digits that ship with cnn
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnnlab.cli.main import CLIError
+from cnnlab.cli.main import CLIError, UsageError
+from cnnlab.cli.options import non_negative_int
+from cnnlab.cli.text import printable
 
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -61,11 +65,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--arch", metavar="STRING|PRESET",
                    help="architecture string such as conv3x3x16p1-relu-pool2-fc10, or a preset "
                         "name (see `cnnlab summary --help`); default: the dataset's preset")
-    p.add_argument("--epochs", type=positive_int, metavar="N")
-    p.add_argument("--batch-size", type=positive_int, metavar="N")
-    p.add_argument("--lr", type=_positive_float, metavar="X", help="learning rate")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--weight-decay", type=_non_negative_float, metavar="X")
+    p.add_argument("--epochs", type=positive_int, metavar="N",
+                   help="passes over the training set (default: the data's recipe, "
+                        f"{_recipe_defaults('epochs')})")
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
+                   help="images per training step (default: the data's recipe, "
+                        f"{_recipe_defaults('batch_size')})")
+    p.add_argument("--lr", type=_positive_float, metavar="X",
+                   help=f"learning rate (default: the data's recipe, {_recipe_defaults('lr')})")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"],
+                   help="sgd (momentum 0.9, Nesterov), adam or adamw (default: the data's "
+                        f"recipe, {_recipe_defaults('optimizer')})")
+    p.add_argument("--weight-decay", type=_non_negative_float, metavar="X",
+                   help="L2 penalty on the weights, decoupled from the gradient for adamw "
+                        f"(default: the data's recipe, {_recipe_defaults('weight_decay')}; "
+                        "with an --optimizer other than the recipe's: 0.01 for adamw, else 0)")
     p.add_argument("--schedule", choices=["cosine", "step", "constant"],
                    help="learning-rate schedule: cosine to zero (default), x0.1 every third "
                         "of the run, or constant")
@@ -77,14 +91,19 @@ def register(subparsers: Any) -> None:
                    help="stop early after N epochs without a lower validation loss")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="train on a random subset of N training images (quick trials)")
-    p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, metavar="N",
+                   help="random seed, a whole number >= 0 (default 0)")
     p.add_argument("--sync-bn", action="store_true", default=None,
                    help="on several ranks (mpirun -np N): batch norm over the whole batch "
                         "instead of each rank's share (see docs/distributed.md)")
     p.add_argument("--no-plot", action="store_true",
                    help="don't draw curves.png (drawing needs matplotlib and a second or two)")
     p.add_argument("--out", metavar="DIR",
-                   help="output folder (default runs/<data>-<date>-<time>)")
+                   help="output folder (default runs/<data>-<date>-<time>); one training "
+                        "at a time may write to it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out folder that holds one, replacing its "
+                        "model, checkpoint and history")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run saved in DIR (its settings are reused; --epochs "
                         "may raise the total)")
@@ -95,14 +114,22 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` says; 0 on success, 130 when stopped by Ctrl-C (checkpoint saved)."""
-    import cnnlab
-    from cnnlab import tasks
-    from cnnlab import train as T
     from cnnlab.cli.distributed import Ranks
 
     ranks = Ranks()  # with mpirun -np N: this process's place among the N
     config, out, resume = _config(args, ranks)
     out = ranks.same_folder(out)
+    with ranks.main_holds(_hold, out):  # rank 0 writes the run folder
+        ranks.main_does(_claim, out, resume, args.overwrite)
+        return _train(args, config, out, resume, ranks)
+
+
+def _train(args: argparse.Namespace, config: dict[str, Any], out: Path,
+           resume: dict | None, ranks) -> int:
+    import cnnlab
+    from cnnlab import tasks
+    from cnnlab import train as T
+
     batch_here = ranks.batch_per_rank(config["batch_size"])
     task = tasks.get(config["task"])
     data = _prepare(task, config)
@@ -175,19 +202,27 @@ def _prepare(task, config: dict[str, Any]):
     except (FileNotFoundError, DataFormatError, DownloadError, ValueError) as exc:
         raise CLIError(str(exc).strip() or type(exc).__name__) from exc
     for note in data.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {printable(note)}", file=sys.stderr)
     return data
 
 
 def _build(task, config: dict[str, Any], data):
     """Model (seeded), optimizer and learning-rate schedule."""
     import cnnlab
+    from cnnlab.budget import TooLargeError
 
     cnnlab.manual_seed(config["seed"])
     try:
         model = task.build(config["arch"], data)
+        if model.spec.get("arch"):  # a training step: parameters x4, the batch's activations
+            cnnlab.arch.check_memory(model.spec["arch"], data.input_shape,
+                                     batch_size=config["batch_size"], training=True)
+    except TooLargeError as exc:
+        raise CLIError(str(exc)) from None
     except ValueError as exc:  # the message names the token and draws a caret under it
-        raise CLIError(f"--arch: {exc}") from None
+        if config["arch"] is None:
+            raise CLIError(f"the default network does not fit this data: {exc}") from None
+        raise UsageError(f"--arch: {exc}") from None
     model.spec.update(data.spec)
     model.spec.update(task=task.name, input_shape=list(data.input_shape))
     optimizer = _optimizer(config, model.parameters())
@@ -292,10 +327,43 @@ def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict
         config["arch"] = None
     out = Path(args.out) if args.out else Path("runs") / (
         f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if (out / CHECKPOINT_FILE).exists():
-        raise CLIError(f"{out} already holds a training run; continue it with --resume {out} "
-                       "or choose another --out")
     return config, out, None
+
+
+@contextlib.contextmanager
+def _hold(out: Path) -> Iterator[None]:
+    """Take the run folder for this process (created, checked writable, locked): a second
+    training into the same --out is refused at once instead of silently losing a result,
+    and a read-only --out is found before the first epoch."""
+    from cnnlab.io.runlock import RunLock, RunLockedError
+
+    try:
+        lock = RunLock(out, f"--out {out}")
+        lock.acquire()
+    except RunLockedError as exc:
+        raise CLIError(str(exc)) from None
+    except OSError as exc:
+        raise CLIError(exc.strerror or str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _claim(out: Path, resume: dict | None, overwrite: bool) -> None:
+    """Refuse to start a new run over a finished or interrupted one unless --overwrite is
+    given; then remove the old run's files, so none of them is mistaken for the new run's."""
+    if resume is not None:
+        return
+    files = [out / name for name in (MODEL_FILE, CHECKPOINT_FILE, HISTORY_JSON, HISTORY_CSV,
+                                     CURVES_FILE)]
+    if not any(f.exists() for f in files[:2]):
+        return
+    if not overwrite:
+        raise CLIError(f"{out} already holds a training run; continue it with --resume {out}, "
+                       "start a new one in its place with --overwrite, or choose another --out")
+    for f in files:
+        f.unlink(missing_ok=True)
 
 
 def _optimizer(config: dict[str, Any], params):
@@ -350,7 +418,7 @@ def _plot(history: list[dict], path: Path) -> None:
     except ImportError:
         return
     try:
-        plot_history(history, path)
+        plot_history(history, path, title=path.parent.resolve().name)  # as `cnnlab plot`
     except ImportError:
         return  # matplotlib is optional
     except Exception as exc:  # a picture is not worth failing a finished run
@@ -371,6 +439,17 @@ def _number(text: str, cast, expected: str, ok) -> float:
     if value is None or not ok(value):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _recipe_defaults(field: str) -> str:
+    """A recipe setting for each named dataset and for a folder, for the --help text."""
+    from cnnlab.train.recipes import FOLDER_RECIPE, RECIPES
+
+    def show(v):
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    parts = [f"{name} {show(getattr(r, field))}" for name, r in RECIPES.items()]
+    return ", ".join([*parts, f"a folder of images {show(getattr(FOLDER_RECIPE, field))}"])
 
 
 def positive_int(text: str) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.data.captions import Vocabulary, caption, parse_caption
 from cnnlab.data.cifar import CIFAR10
 from cnnlab.data.digits import Digits

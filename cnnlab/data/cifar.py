@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data import download as dl
+from cnnlab.data import streams
 from cnnlab.data.errors import DataFormatError
 from cnnlab.data.loader import ArrayDataset
 from cnnlab.data.mnist import to_unit_float
@@ -33,6 +34,9 @@ FOLDER = "cifar-10-batches-bin"
 RECORD = 1 + 3 * 32 * 32
 TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
 TEST_FILES = ["test_batch.bin"]
+# What the archive may unpack to: its 8 files take 184 MB.
+ARCHIVE_MAX_BYTES = 256 << 20
+ARCHIVE_MAX_MEMBERS = 64
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -46,15 +50,21 @@ def read_cifar_bin(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         DataFormatError: empty file, size not a multiple of 3073 bytes, or a label >= 10.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if len(raw) == 0 or len(raw) % RECORD:
-        raise DataFormatError(
-            f"{path}: expected a whole number of {RECORD}-byte records (1 label byte + "
-            f"3072 pixel bytes), found {len(raw)} bytes ({len(raw) // RECORD} records and "
-            f"{len(raw) % RECORD} bytes left over); the file is truncated or not from the "
-            "CIFAR-10 binary version: download cifar-10-binary.tar.gz again"
-        )
-    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
+    with streams.open_data_file(path) as (stream, size, compressed):
+        if compressed or size == 0 or size % RECORD:
+            raise DataFormatError(
+                f"{path}: expected a whole number of {RECORD}-byte records (1 label byte + "
+                f"3072 pixel bytes), found {size} bytes ({size // RECORD} records and "
+                f"{size % RECORD} bytes left over"
+                f"{', and gzip-compressed' if compressed else ''}); the file is truncated "
+                "or not from the CIFAR-10 binary version: download cifar-10-binary.tar.gz again"
+            )
+        streams.check_declared(path, size, size, False, f"{size // RECORD} records")
+        raw = np.empty(size, dtype=np.uint8)
+        got = streams.read_into(stream, raw)
+    if got != size:
+        raise DataFormatError(f"{path}: the file shrank while it was read; read it again")
+    records = raw.reshape(-1, RECORD)
     labels = records[:, 0].copy()
     bad = np.flatnonzero(labels >= len(CLASSES))
     if bad.size:
@@ -80,7 +90,8 @@ def _extract(archive: Path) -> Path:
     base = archive.parent
     tmp = Path(tempfile.mkdtemp(prefix=".cifar-extract-", dir=base))
     try:
-        dl.safe_extract_tar(archive, tmp)
+        dl.safe_extract_tar(archive, tmp, max_bytes=ARCHIVE_MAX_BYTES,
+                            max_members=ARCHIVE_MAX_MEMBERS)
         if not (tmp / FOLDER).is_dir():
             raise DataFormatError(
                 f"{archive}: expected a folder {FOLDER}/ inside the archive, found "

@@ -29,6 +29,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -207,18 +208,38 @@ def _urls(resource: Resource, base_urls: Sequence[str]) -> list[str]:
     return [_join(base, resource.filename) for base in base_urls]
 
 
-def _stream(url: str, target: Path, timeout: float) -> tuple[str, str, int]:
-    """Copy ``url`` into ``target`` chunk by chunk; return (md5, sha256, bytes written)."""
+# A download of a file whose size is not pinned stops at this many bytes.
+MAX_UNPINNED_BYTES = 4 << 30
+
+
+class _TooLong(Exception):
+    """The server sent more bytes than the file can have."""
+
+
+def _stream(url: str, target: Path, timeout: float,
+            expected: int | None = None) -> tuple[str, str, int]:
+    """Copy ``url`` into ``target`` chunk by chunk; return (md5, sha256, bytes written).
+
+    Stops (raising ``_TooLong``) as soon as the server has sent more than ``expected``
+    bytes (or ``MAX_UNPINNED_BYTES`` when the size is not known), so a server that never
+    stops cannot fill the disk; a Content-Length above that is refused before reading.
+    """
+    limit = expected if expected is not None else MAX_UNPINNED_BYTES
     md5 = hashlib.md5(usedforsecurity=False)
     sha = hashlib.sha256()
     size = 0
     request = Request(url, headers={"User-Agent": "cnnlab"})
     with urlopen(request, timeout=timeout) as response, open(target, "wb") as out:
+        announced = response.headers.get("Content-Length") if response.headers else None
+        if announced is not None and announced.strip().isdigit() and int(announced) > limit:
+            raise _TooLong(f"the server announces {int(announced)} bytes")
         while chunk := response.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _TooLong(f"the server sent more than {limit} bytes")
             out.write(chunk)
             md5.update(chunk)
             sha.update(chunk)
-            size += len(chunk)
     return md5.hexdigest(), sha.hexdigest(), size
 
 
@@ -272,7 +293,13 @@ def download_file(
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            md5, sha, size = _stream(url, tmp, timeout)
+            try:
+                md5, sha, size = _stream(url, tmp, timeout, resource.size)
+            except _TooLong as exc:
+                bad_checksum = True
+                expected = "" if resource.size is None else f"expected {resource.size} bytes, "
+                failures.append(f"{url}: size: {expected}{exc}; stopped reading")
+                continue
             problems = _checksum_problems(resource, md5, sha, size)
             if not problems and resource.payload_sha256 is not None:
                 payload_sha = file_digests(tmp, decompress=True)[1]
@@ -425,38 +452,118 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> PurePosixPath:
     return path
 
 
-def safe_extract_tar(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list[Path]:
+def _members(tar: tarfile.TarFile, archive: Path, max_bytes: int, max_members: int):
+    """The archive's members, checked one by one as their headers are read: the running
+    total of declared sizes is checked before the reader moves past a member's data, so a
+    bomb is refused without decompressing it."""
+    members, total = [], 0
+    while True:
+        member = tar.next()
+        if member is None:
+            return members
+        members.append(member)
+        total += member.size if member.isfile() else 0
+        if len(members) > max_members:
+            raise DataFormatError(
+                f"{archive}: holds more than {max_members:,} members; expected a small "
+                "archive of data files: download it again or replace it with the original"
+            )
+        if total > max_bytes:
+            raise DataFormatError(
+                f"{archive}: its members unpack to more than {max_bytes:,} bytes (the most "
+                "expected of it); refusing to extract it: download it again or replace it "
+                "with the original file"
+            )
+
+
+def _check_layout(members: list[tarfile.TarInfo], paths: list[PurePosixPath],
+                  archive: Path) -> None:
+    """Refuse an archive in which one name is both a file and a folder."""
+    files, folders = {}, {}
+    for member, path in zip(members, paths, strict=True):
+        for parent in list(path.parents)[:-1]:  # every folder above it
+            folders.setdefault(parent, member.name)
+        (folders if member.isdir() else files).setdefault(path, member.name)
+    for path, name in files.items():
+        if path in folders:
+            raise DataFormatError(
+                f"{archive}: {str(path)!r} is both a file (member {name!r}) and a folder "
+                f"(for member {folders[path]!r}); the archive is damaged or not the expected "
+                "one: download it again"
+            )
+
+
+def _default_max_bytes(archive: Path, dest_dir: Path) -> int:
+    """What an archive may unpack to: what its compression allows, and the free space."""
+    from cnnlab.data.streams import GZIP_MAX_RATIO, GZIP_SLACK
+
+    size = archive.stat().st_size
+    limit = GZIP_MAX_RATIO * size + GZIP_SLACK
+    try:
+        limit = min(limit, shutil.disk_usage(dest_dir).free)
+    except OSError:
+        pass
+    return limit
+
+
+def safe_extract_tar(
+    archive: str | os.PathLike,
+    dest_dir: str | os.PathLike,
+    max_bytes: int | None = None,
+    max_members: int = 100_000,
+) -> list[Path]:
     """Extract the regular files of a tar archive into ``dest_dir``, refusing anything unsafe.
 
     Every member is checked before anything is written: absolute paths, ``..`` parts,
-    symbolic and hard links, devices and FIFOs make the whole archive rejected. Files are
-    written by copying their bytes (no owners, modes or times from the archive).
+    symbolic and hard links, devices and FIFOs, and a name that is both a file and a folder
+    make the whole archive rejected, and so do more than ``max_members`` members or more
+    than ``max_bytes`` of declared content (checked while the member headers are read,
+    before their data is decompressed). Files are written by copying their bytes (no
+    owners, modes or times from the archive).
+
+    Args:
+        archive: a ``.tar``, ``.tar.gz``, ``.tar.bz2`` or ``.tar.xz`` file.
+        dest_dir: where to extract (created if needed).
+        max_bytes: the most the files may add up to; default what deflate's best ratio
+            allows for the archive's size, and at most the free space of ``dest_dir``.
+        max_members: the most members (files and folders) accepted.
 
     Returns:
         The extracted file paths, in archive order.
 
     Raises:
         UnsafeArchiveError: a member would escape ``dest_dir`` or is not a plain file/folder.
-        DataFormatError: the file is not a readable tar archive.
+        DataFormatError: the file is not a readable tar archive, holds too much, or names
+            one path as both a file and a folder.
+        OSError: a file cannot be written (the message names it), e.g. the disk is full.
     """
     archive = Path(archive)
     dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    if max_bytes is None:
+        max_bytes = _default_max_bytes(archive, dest_dir)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
+            members = _members(tar, archive, max_bytes, max_members)
             paths = [_check_member(m, archive) for m in members]
+            _check_layout(members, paths, archive)
             written = []
             for member, rel in zip(members, paths, strict=True):
                 target = dest_dir.joinpath(*rel.parts)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK)
+                try:
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = tar.extractfile(member)
+                    with source, open(target, "wb") as out:
+                        shutil.copyfileobj(source, out, CHUNK)
+                except OSError as exc:
+                    reason = exc.strerror or str(exc)
+                    raise OSError(exc.errno, f"could not extract {member.name!r} from "
+                                             f"{archive} to {target}: {reason}") from exc
                 written.append(target)
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataFormatError(
             f"{archive}: not a readable tar archive ({exc}); download it "
             "again or replace it with the original file"

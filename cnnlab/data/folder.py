@@ -4,11 +4,17 @@ Pillow is imported only when an image is read, so the rest of cnnlab needs NumPy
 All images of a dataset end up with one channel count and one size: unless given, the
 most common ones among the files (ties go to the first file in sorted order); the others
 are converted / resized (bilinear) and ``.notes`` says how many.
+
+Sizes are checked before pixels are decoded: every file's header is read first, an image
+above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is refused, and so
+is a data set whose decoded pixels would not fit in memory. A JPEG much larger than the
+size it is resized to is decoded at a reduced scale.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +25,7 @@ import numpy as np
 from cnnlab.data.errors import DataFormatError
 from cnnlab.data.loader import ArrayDataset
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "load_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "check_decoded_size", "class_text", "load_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # Pillow modes that hold one value per pixel; every other mode is read as RGB.
@@ -57,20 +63,64 @@ def _check_channels(channels: int | None, who: str) -> None:
 
 
 def _open_error(path: Path, exc: Exception) -> DataFormatError:
+    image_mod = _pillow()
+    bomb = (getattr(image_mod, "DecompressionBombWarning", ()),
+            getattr(image_mod, "DecompressionBombError", ()))
+    if isinstance(exc, bomb):
+        limit = image_mod.MAX_IMAGE_PIXELS
+        return DataFormatError(
+            f"{path}: the image declares more pixels than Pillow's safety limit of "
+            f"{limit:,} ({exc}); decoding it could exhaust memory (a decompression bomb). "
+            "Shrink it first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        )
     return DataFormatError(
-        f"{path}: cannot read this image ({type(exc).__name__}: {exc}); expected a PNG, JPEG, "
-        "BMP, GIF or WebP file: replace it, or remove it from the folder"
+        f"{path}: not an image cnnlab can read ({type(exc).__name__}: {exc}); expected a PNG, "
+        "JPEG, BMP, GIF or WebP file: replace it or remove it"
     )
+
+
+def _open(image_mod: Any, path: Path):
+    """``Image.open`` with Pillow's decompression-bomb warning turned into an error: an image
+    just under the hard limit still decodes to hundreds of megabytes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+        return image_mod.open(path)
 
 
 def _probe(path: Path) -> tuple[str, tuple[int, int]]:
     """Mode and (height, width) from the file header, without decoding the pixels."""
     image_mod = _pillow()
     try:
-        with image_mod.open(path) as im:
+        with _open(image_mod, path) as im:
             return im.mode, (im.height, im.width)
     except Exception as exc:  # Pillow raises many types for bad files
         raise _open_error(path, exc) from exc
+
+
+def check_decoded_size(shapes: Sequence[tuple[int, int, int]], who: str,
+                       hint: str = "pass size=(height, width) to resize the images as they "
+                                   "load, or shrink the files") -> None:
+    """Refuse images whose decoded pixels (uint8 while decoding, then float32) would not fit
+    in memory, before any is decoded.
+
+    Args:
+        shapes: ``(C, H, W)`` of every image as it will be stored.
+        who: what is loading them, for the message.
+        hint: what to do about it.
+
+    Raises:
+        cnnlab.budget.TooLargeError: with the figure.
+    """
+    from cnnlab.budget import check_fits
+
+    values = sum(c * h * w for c, h, w in shapes)
+    if not shapes:
+        return
+    c, h, w = shapes[0]
+    same = all(s == shapes[0] for s in shapes)
+    what = (f"{who}: {len(shapes):,} images of {c}x{h}x{w}" if same
+            else f"{who}: {len(shapes):,} images ({values:,} values)")
+    check_fits(what, 5 * values, hint)
 
 
 def _pixels(
@@ -85,7 +135,10 @@ def _pixels(
     image_mod = _pillow()
     target_mode = "L" if channels == 1 else "RGB"
     try:
-        with image_mod.open(path) as im:
+        with _open(image_mod, path) as im:
+            if size is not None and im.format == "JPEG" and \
+                    min(im.height // size[0], im.width // size[1]) >= 2:
+                im.draft(target_mode, (size[1], size[0]))  # decode at 1/2, 1/4 or 1/8 scale
             im.load()
             changes = {
                 "converted": _channels_of(im.mode) != channels,
@@ -131,7 +184,9 @@ def load_image(
 
     Raises:
         FileNotFoundError: no such file.
-        DataFormatError: the file cannot be decoded as an image.
+        DataFormatError: the file cannot be decoded as an image, or declares more pixels
+            than Pillow's decompression-bomb limit.
+        cnnlab.budget.TooLargeError: its pixels would not fit in memory.
         ImportError: Pillow is not installed.
 
     Example:
@@ -147,12 +202,31 @@ def load_image(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_image: {path} does not exist or is not a file")
+    mode, hw = _probe(path)
     if channels is None:
-        channels = _channels_of(_probe(path)[0])
+        channels = _channels_of(mode)
+    check_decoded_size([(max(channels, _channels_of(mode)), *hw)], f"load_image {path}",
+                       "shrink the file first")
     arr, _ = _pixels(path, channels, size2)
     out = arr.astype(np.float32)
     out /= np.float32(255.0)
     return out
+
+
+def class_text(name: str) -> str:
+    r"""A folder name as printable, saveable text: bytes that are not UTF-8 (which
+    ``os.fsdecode`` turns into lone surrogates) are written as ``\xNN``.
+
+    Example:
+        >>> class_text("cat"), class_text("caf\udce9")
+        ('cat', 'caf\\xe9')
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
 
 
 def _visible(path: Path) -> bool:
@@ -178,8 +252,14 @@ class ImageFolder(ArrayDataset):
 
     Raises:
         FileNotFoundError: ``root`` or a named class folder does not exist.
-        DataFormatError: no images, or a file that cannot be decoded (named in the message).
+        DataFormatError: no images, a file that cannot be decoded (named in the message),
+            or one above Pillow's decompression-bomb limit.
+        cnnlab.budget.TooLargeError: the decoded images would not fit in memory (checked
+            from the files' headers, before any is decoded).
         ImportError: Pillow is not installed.
+
+    Folder names that are not valid UTF-8 become class names with the odd bytes written
+    as ``\\xNN``.
     """
 
     def __init__(
@@ -197,12 +277,16 @@ class ImageFolder(ArrayDataset):
             raise FileNotFoundError(
                 f"ImageFolder: {self.root} is not a folder; expected root/<class>/<image> files"
             )
-        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and _visible(p))
+        real = sorted(p.name for p in self.root.iterdir() if p.is_dir() and _visible(p))
+        # A folder name that is not UTF-8 (bytes os.fsdecode turns into lone surrogates)
+        # becomes text with the bytes written as \xNN, so it can be printed and saved.
+        by_name = {class_text(f): f for f in real}
+        folders = list(by_name)
         if classes is None:
             class_names = folders
         else:
-            class_names = [str(c) for c in classes]
-            absent = [c for c in class_names if c not in folders]
+            class_names = [class_text(str(c)) for c in classes]
+            absent = [c for c in class_names if c not in by_name]
             if absent:
                 raise FileNotFoundError(
                     f"ImageFolder: class folders {absent} not found in {self.root}; found {folders}"
@@ -214,7 +298,7 @@ class ImageFolder(ArrayDataset):
         labels: list[int] = []
         skipped: list[str] = []
         for label, name in enumerate(class_names):
-            for path in sorted((self.root / name).iterdir()):
+            for path in sorted((self.root / by_name[name]).iterdir()):
                 if not _visible(path) or not path.is_file():
                     continue
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -236,6 +320,11 @@ class ImageFolder(ArrayDataset):
             channels = Counter(_channels_of(mode) for mode, _ in probes).most_common(1)[0][0]
         if size2 is None:
             size2 = Counter(s for _, s in probes).most_common(1)[0][0]
+        # What the data set takes once decoded, and the largest single decode on the way.
+        check_decoded_size([(channels, *size2)] * len(files), f"ImageFolder {self.root}")
+        largest = max(probes, key=lambda p: p[1][0] * p[1][1])
+        check_decoded_size([(3, *largest[1])], f"ImageFolder {self.root}, its largest image",
+                           "shrink the largest images first")
         images = np.empty((len(files), channels, *size2), dtype=np.uint8)
         counts: Counter[str] = Counter()
         for i, path in enumerate(files):

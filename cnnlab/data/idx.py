@@ -10,17 +10,22 @@ An IDX file is a 4-byte magic number, one big-endian uint32 per dimension, then 
 So images are magic ``0x00000803`` (N, rows, cols) and labels ``0x00000801`` (N,). Files
 may be gzip-compressed; that is detected from the first two bytes (``1f 8b``), never from
 the file name, because people rename and re-compress these files.
+
+The header is read first; the data is then read in one pass into an array of exactly the
+declared size, and a file with more bytes than that is refused as soon as the first extra
+byte appears, so a small gzip file that inflates to gigabytes never does.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from cnnlab.data import streams
 from cnnlab.data.errors import DataFormatError
 
 __all__ = [
@@ -33,7 +38,7 @@ __all__ = [
     "write_idx",
 ]
 
-GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = streams.GZIP_MAGIC
 UBYTE = 0x08
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -45,24 +50,38 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+def _damaged_gzip(path: Path, exc: Exception) -> DataFormatError:
+    return DataFormatError(
+        f"{path}: starts like a gzip file but cannot be decompressed ({exc}); the file is "
+        "probably cut short or damaged: download it again or replace it with a good copy"
+    )
+
+
+def read_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
     """Return the contents of a file, decompressed if it is gzip (detected by magic bytes).
+
+    Args:
+        path: the file.
+        limit: the most bytes to accept after decompression; default the memory limit
+            (:func:`cnnlab.budget.memory_limit`).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        DataFormatError: the file looks like gzip but cannot be decompressed.
+        DataFormatError: not a regular file, more than ``limit`` bytes, or a file that
+            looks like gzip but cannot be decompressed.
     """
+    from cnnlab.budget import memory_limit
+
     path = Path(path)
-    if not is_gzip(path):
-        return path.read_bytes()
+    limit = memory_limit() if limit is None else limit
     try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except (EOFError, OSError, zlib.error) as exc:
-        raise DataFormatError(
-            f"{path}: starts like a gzip file but cannot be decompressed ({exc}); the file is "
-            "probably cut short or damaged: download it again or replace it with a good copy"
-        ) from exc
+        with streams.open_data_file(path) as (stream, _, _):
+            data = streams.read_exact(stream, limit + 1)
+    except streams.GZIP_ERRORS as exc:
+        raise _damaged_gzip(path, exc) from exc
+    if len(data) > limit:
+        raise DataFormatError(f"{path}: holds more than the {limit:,}-byte limit")
+    return data
 
 
 def _magic_name(magic: int) -> str:
@@ -84,8 +103,10 @@ def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
         A new uint8 array (a copy, safe to modify).
 
     Raises:
+        FileNotFoundError: no such file.
         DataFormatError: wrong magic number or dtype, file shorter than its header says
-            (truncated) or longer (extra bytes).
+            (truncated) or longer (extra bytes, also after decompression), a header that
+            declares more than the file or memory can hold, or not a regular file.
 
     Example:
         >>> import tempfile, os, numpy as np
@@ -95,47 +116,76 @@ def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
         array([3, 1, 4], dtype=uint8)
     """
     path = Path(path)
-    raw = read_bytes(path)
-    if len(raw) < 4:
+    try:
+        with streams.open_data_file(path) as (stream, size, compressed):
+            return _read_idx(stream, path, size, compressed, magic)
+    except streams.GZIP_ERRORS as exc:
+        raise _damaged_gzip(path, exc) from exc
+    except OSError as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise _damaged_gzip(path, exc) from exc
+
+
+def _read_idx(stream, path: Path, size: int, compressed: bool, magic: int | None) -> np.ndarray:
+    head = streams.read_exact(stream, 4)
+    if len(head) < 4:
         raise DataFormatError(
-            f"{path}: expected an IDX file (at least a 4-byte header), found only {len(raw)} "
+            f"{path}: expected an IDX file (at least a 4-byte header), found only {len(head)} "
             "bytes; the file is empty or truncated: download it again"
         )
-    found = int.from_bytes(raw[:4], "big")
+    found = int.from_bytes(head, "big")
     want = f"0x{magic:08X} ({_magic_name(magic)})" if magic is not None else "an IDX magic"
-    if raw[0] != 0 or raw[1] != 0:
+    if head[0] != 0 or head[1] != 0:
         raise DataFormatError(
             f"{path}: expected magic number {want}, found 0x{found:08X}; this is not an IDX "
             "file (an HTML error page or another format?): replace it with the original file"
         )
-    if raw[2] != UBYTE:
+    if head[2] != UBYTE:
         raise DataFormatError(
-            f"{path}: expected data type 0x08 (unsigned byte), found 0x{raw[2]:02X}; only "
+            f"{path}: expected data type 0x08 (unsigned byte), found 0x{head[2]:02X}; only "
             "unsigned-byte IDX files (as MNIST and Fashion-MNIST use) can be read"
         )
     if magic is not None and found != magic:
         raise DataFormatError(
             f"{path}: expected magic number {want}, found 0x{found:08X} "
-            f"({_magic_name(found)} with {raw[3]} dimensions); check that the images and "
+            f"({_magic_name(found)} with {head[3]} dimensions); check that the images and "
             "labels files are not swapped"
         )
-    ndim = raw[3]
+    ndim = head[3]
     header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
+    sizes = streams.read_exact(stream, 4 * ndim)
+    if ndim == 0 or len(sizes) < 4 * ndim:
         raise DataFormatError(
             f"{path}: expected a header of {header} bytes for {ndim} dimensions, found "
-            f"{len(raw)} bytes; the file is truncated or damaged: download it again"
+            f"{4 + len(sizes)} bytes; the file is truncated or damaged: download it again"
         )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        kind = "truncated" if len(raw) < expected else "longer than its header says"
+    dims = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    count = math.prod(dims)  # Python ints: no overflow however large the sizes
+    expected = header + count
+    if not compressed and size != expected:
+        kind = "truncated" if size < expected else "longer than its header says"
         raise DataFormatError(
             f"{path}: header says shape {dims}, so expected {expected} bytes, found "
-            f"{len(raw)} bytes: the file is {kind}; download it again or replace it with "
+            f"{size} bytes: the file is {kind}; download it again or replace it with "
             "the original file"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    streams.check_declared(path, expected, size, compressed, f"shape {dims}")
+    out = np.empty(count, dtype=np.uint8)
+    got = streams.read_into(stream, out)
+    if got < count:
+        raise DataFormatError(
+            f"{path}: header says shape {dims}, so expected {expected} bytes, found "
+            f"{header + got} bytes: the file is truncated; download it again or replace it "
+            "with the original file"
+        )
+    if stream.read(1):
+        raise DataFormatError(
+            f"{path}: header says shape {dims}, so expected {expected} bytes after "
+            "decompression, but the data goes on past them: the file is longer than its "
+            "header says (or a decompression bomb); replace it with the original file"
+        )
+    return out.reshape(dims)
 
 
 def read_idx_pair(

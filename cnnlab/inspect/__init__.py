@@ -12,6 +12,7 @@ Pictures need Pillow (``pip install cnnlab[cli]``); curves need matplotlib
 (``pip install cnnlab[plot]``). Both are imported only when used.
 """
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.inspect.curves import plot_history
 from cnnlab.inspect.explain import explain_conv, explain_pool
 from cnnlab.inspect.features import capture_activations, save_inspection

@@ -46,6 +46,25 @@ def num(value: float) -> str:
     return f"{v:.4g}"
 
 
+def sum_text(values) -> str:
+    """A sum written as people write it: ``1 + 4 - 1``, never ``1 + 4 + -1``.
+
+    Example:
+        >>> sum_text([1, 4, -1]), sum_text([-2.5, 0.5]), sum_text([])
+        ('1 + 4 - 1', '-2.5 + 0.5', '0')
+    """
+    parts = []
+    for i, v in enumerate(values):
+        text = num(v) if np.isfinite(float(v)) else ("-inf" if float(v) < 0 else "inf")
+        if i == 0:
+            parts.append(text)
+        elif text.startswith("-"):
+            parts.append(f"- {text[1:]}")
+        else:
+            parts.append(f"+ {text}")
+    return " ".join(parts) or "0"
+
+
 def jsonable(array: np.ndarray) -> list:
     """Nested lists of the array's values; whole numbers become ints.
 

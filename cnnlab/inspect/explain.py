@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.inspect._format import grid, jsonable, num, shape_str
+from cnnlab.inspect._format import grid, jsonable, num, shape_str, sum_text
 
 __all__ = [
     "ConvExplanation",
@@ -296,12 +296,13 @@ class ConvExplanation(_SlidingWindow):
         self.check_position(*at)
         c, h, w = self.input.shape
         nf, k, p = self.weight.shape[0], self.size, self.padding
+        padded = (f"Input, zero-padded by {p} -> {shape_str(self.padded.shape)}" if p
+                  else f"Input {shape_str(self.input.shape)} (no padding)")
         out = [
             f"Convolution: input {shape_str(self.input.shape)}, {nf} filter(s) of "
             f"{c}x{k}x{k}, stride {self.stride}, padding {p}",
             "",
-            f"Input, zero-padded by {p} -> {shape_str(self.padded.shape)}"
-            + (" ([ ] marks the window of the explained cell)" if not all_cells else ""),
+            padded + (" ([ ] marks the window of the explained cell)" if not all_cells else ""),
         ]
         first = self.cell(*at)
         marks = None if all_cells else (slice(first["top"], first["top"] + k),
@@ -350,7 +351,7 @@ def _render_conv_cell(cell: dict) -> list[str]:
     ]
     for ch in cell["channels"]:
         lines.append(f"  channel {ch['channel']}: {ch['terms']} = {num(ch['sum'])}")
-    sums = " + ".join(num(ch["sum"]) for ch in cell["channels"])
+    sums = sum_text([ch["sum"] for ch in cell["channels"]])
     lines.append(
         f"  sum over channels: {sums} = {num(cell['channel_sum'])}; "
         f"plus bias {num(cell['bias'])} = {num(cell['value'])}"
@@ -458,7 +459,7 @@ class PoolExplanation(_SlidingWindow):
             terms = f"max({', '.join(values)})"
         else:
             value = np.float32(window.astype(np.float64).sum() / window.size)
-            terms = f"({' + '.join(values)})/{window.size}"
+            terms = f"({sum_text(window.ravel())})/{window.size}"
         return {
             "channel": ch, "row": row, "col": col, "top": top, "left": left, "size": k,
             "window": jsonable(window), "terms": terms, "value": jsonable(value),
@@ -486,12 +487,14 @@ class PoolExplanation(_SlidingWindow):
         c = self.input.shape[0]
         k, p = self.size, self.padding
         name = "Max" if self.mode == "max" else "Average"
-        fill = "-inf" if self.mode == "max" else "zeros"
+        fill = ("-inf, which never wins the maximum" if self.mode == "max"
+                else "zeros, which count in the average")
         out = [
             f"{name} pooling: input {shape_str(self.input.shape)}, window {k}x{k}, "
             f"stride {self.stride}, padding {p}",
             "",
-            f"Input, padded by {p} ({fill}) -> {shape_str(self.padded.shape)}",
+            f"Input, padded by {p} with {fill} -> {shape_str(self.padded.shape)}" if p
+            else f"Input {shape_str(self.input.shape)} (no padding)",
         ]
         first = self.cell(*at)
         for ch in range(c):

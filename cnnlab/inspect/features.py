@@ -26,17 +26,26 @@ __all__ = [
     "tile_scale",
 ]
 
-# Viridis-like anchors: dark blue (low) to yellow (high); easier to read than gray.
+# Viridis-like anchors: dark blue (low) to yellow (high), for values that are never negative.
 _PALETTE = np.array(
     [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32
+)
+# Blue (negative) through white (zero) to red (positive), for signed values: the red part is
+# what a ReLU would let through.
+_DIVERGING = np.array(
+    [[33, 102, 172], [103, 169, 207], [209, 229, 240], [247, 247, 247], [253, 219, 199],
+     [239, 138, 98], [178, 24, 43]], dtype=np.float32
 )
 _BG = (255, 255, 255)
 _INK = (31, 41, 51)
 _MUTED = (107, 114, 128)
+_FRAME = (209, 213, 219)  # a thin line around each tile, so white values keep their edge
 _GAP = 6          # pixels between tiles
 _LABEL = 16       # height of the label above each tile
 _TITLE = 30       # height of the title bar
-_MIN_TILE = 64    # small maps are scaled up (nearest neighbour) to at least this size
+_NOTE = 18        # height of the line under the title that says what the picture shows
+_LEGEND = 50      # height of the colour bar, its values and its caption under the tiles
+_MIN_TILE = 96    # small maps are scaled up (nearest neighbour) to at least this size
 
 
 def _pil():
@@ -135,13 +144,61 @@ def _normalize(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo)
 
 
-def _colorize(unit: np.ndarray) -> np.ndarray:
-    """(H, W) in 0..1 -> (H, W, 3) uint8 through the palette."""
-    pos = np.clip(unit, 0.0, 1.0) * (len(_PALETTE) - 1)
-    i = np.minimum(pos.astype(np.int64), len(_PALETTE) - 2)
+def _through(palette: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Values in 0..1 -> RGB uint8 through a palette's anchors (linear between them)."""
+    pos = np.clip(unit, 0.0, 1.0) * (len(palette) - 1)
+    i = np.minimum(pos.astype(np.int64), len(palette) - 2)
     t = (pos - i)[..., None]
-    rgb = _PALETTE[i] * (1 - t) + _PALETTE[i + 1] * t
+    rgb = palette[i] * (1 - t) + palette[i + 1] * t
     return np.round(rgb).astype(np.uint8)
+
+
+def _colorize(unit: np.ndarray) -> np.ndarray:
+    """(H, W) in 0..1 -> (H, W, 3) uint8 through the viridis-like palette."""
+    return _through(_PALETTE, unit)
+
+
+class ColorScale:
+    """One colour scale for a whole picture, so that tiles can be compared.
+
+    Signed values get the diverging palette, symmetric around zero (white); values that
+    are never negative get the sequential one from zero to their maximum.
+
+    Attributes:
+        lo, hi: the values at the two ends of the colour bar.
+        signed: whether the diverging palette is used.
+    """
+
+    def __init__(self, values: np.ndarray):
+        values = np.asarray(values, dtype=np.float32)
+        finite = values[np.isfinite(values)]
+        lo = float(finite.min()) if finite.size else 0.0
+        hi = float(finite.max()) if finite.size else 0.0
+        self.signed = lo < 0
+        if self.signed:
+            m = max(-lo, hi)
+            self.lo, self.hi = -m, m
+        else:
+            self.lo, self.hi = 0.0, hi
+
+    def unit(self, values: np.ndarray) -> np.ndarray:
+        if self.hi - self.lo < 1e-12:
+            return np.full(np.shape(values), 0.5 if self.signed else 0.0, dtype=np.float32)
+        return (np.asarray(values, dtype=np.float32) - self.lo) / (self.hi - self.lo)
+
+    def rgb(self, values: np.ndarray) -> np.ndarray:
+        return _through(_DIVERGING if self.signed else _PALETTE, self.unit(values))
+
+    def ticks(self) -> list[tuple[float, str]]:
+        """(position 0..1 along the bar, label)."""
+        marks = [(0.0, _tick(self.lo)), (1.0, _tick(self.hi))]
+        if self.signed:
+            marks.insert(1, (0.5, "0"))
+        return marks
+
+
+def _tick(v: float) -> str:
+    return "0" if v == 0 else f"{v:.3g}"
 
 
 def _signed_gray(w: np.ndarray, scale: float) -> np.ndarray:
@@ -155,25 +212,55 @@ def tile_scale(height: int, width: int, minimum: int = _MIN_TILE) -> int:
     return max(1, math.ceil(minimum / max(1, min(height, width))))
 
 
-def _grid_image(tiles: list[np.ndarray], labels: list[str], title: str, cols: int):
-    """Lay out equally sized RGB tiles (uint8, (h, w, 3)) under a title."""
+def _legend(width: int, bar: np.ndarray, ticks: list[tuple[float, str]], caption: str):
+    """A colour bar (``bar``: (1, n, 3) uint8 from low to high) with its values and what
+    they mean, ``width`` pixels wide."""
+    Image, ImageDraw, _ = _pil()
+    img = Image.new("RGB", (width, _LEGEND), _BG)
+    draw = ImageDraw.Draw(img)
+    small = _font(11)
+    bar_w = max(60, min(240, width - 2 * _GAP))
+    strip = Image.fromarray(np.repeat(bar, 10, axis=0)).resize((bar_w, 10), Image.NEAREST)
+    img.paste(strip, (_GAP, 4))
+    draw.rectangle([_GAP, 4, _GAP + bar_w - 1, 13], outline=_MUTED)
+    for pos, text in ticks:
+        tw = draw.textlength(text, font=small)
+        x = _GAP + pos * (bar_w - 1) - tw * pos
+        draw.text((x, 16), text, fill=_MUTED, font=small)
+    if caption:
+        draw.text((_GAP, 32), caption, fill=_MUTED, font=small)
+    return img
+
+
+def _grid_image(tiles: list[np.ndarray], labels: list[str], title: str, cols: int,
+                note: str = "", legend: tuple | None = None):
+    """Lay out equally sized RGB tiles (uint8, (h, w, 3)) under a title (and a note), with
+    an optional legend ``(bar, ticks, caption)`` (see :func:`_legend`) below."""
     Image, ImageDraw, _ = _pil()
     th, tw = tiles[0].shape[:2]
     rows = math.ceil(len(tiles) / cols)
     width = _GAP + cols * (tw + _GAP)
-    height = _TITLE + rows * (_LABEL + th + _GAP)
+    top = _TITLE + (_NOTE if note else 0)
+    height = top + rows * (_LABEL + th + _GAP) + (_LEGEND if legend is not None else 0)
     font, small = _font(15), _font(11)
-    title_w = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=font)
-    width = max(width, int(title_w) + 2 * _GAP)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    caption = legend[2] if legend is not None else ""
+    width = max(width, *(int(probe.textlength(text, font=f)) + 2 * _GAP
+                         for text, f in ((title, font), (note, small), (caption, small))))
     img = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(img)
     draw.text((_GAP, 7), title, fill=_INK, font=font)
+    if note:
+        draw.text((_GAP, _TITLE - 2), note, fill=_MUTED, font=small)
     for k, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
         r, c = divmod(k, cols)
         x = _GAP + c * (tw + _GAP)
-        y = _TITLE + r * (_LABEL + th + _GAP)
+        y = top + r * (_LABEL + th + _GAP)
         draw.text((x, y + 1), label, fill=_MUTED, font=small)
         img.paste(Image.fromarray(tile), (x, y + _LABEL))
+        draw.rectangle([x - 1, y + _LABEL - 1, x + tw, y + _LABEL + th], outline=_FRAME)
+    if legend is not None:
+        img.paste(_legend(width, *legend), (0, height - _LEGEND))
     return img
 
 
@@ -181,34 +268,52 @@ def _zoom(a: np.ndarray, k: int) -> np.ndarray:
     return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
 
 
-def feature_maps_image(maps: np.ndarray, title: str, cols: int | None = None):
-    """One tile per feature map, each scaled by its own min and max.
+def feature_maps_image(maps: np.ndarray, title: str, cols: int | None = None,
+                       note: str = "", reference: np.ndarray | None = None):
+    """One tile per feature map, all on one colour scale, with a colour bar.
+
+    Signed maps (a convolution's output before its ReLU) are drawn blue below zero, white
+    at zero and red above (the red part is what a ReLU passes on); maps that are never
+    negative run from dark blue at zero to yellow at their maximum.
 
     Args:
         maps: ``(N, H, W)`` activations of one sample.
         title: the line above the tiles (layer and shape).
-        cols: tiles per row; default ``ceil(sqrt(N))``.
+        cols: tiles per row; default ``ceil(sqrt(N))`` (``N + 1`` with ``reference``).
+        note: a second, smaller line saying what the maps are.
+        reference: the input image ``(C, H, W)`` in 0..1, shown first (in grey or its own
+            colours, not on the maps' scale) at the maps' size, to see where things are.
 
     Returns:
         A ``PIL.Image`` of ``GAP + cols*(W*z + GAP)`` by
-        ``TITLE + rows*(LABEL + H*z + GAP)`` pixels, ``z = tile_scale(H, W)`` (wider when
-        the title needs it).
+        ``TITLE [+ NOTE] + rows*(LABEL + H*z + GAP) + LEGEND`` pixels,
+        ``z = tile_scale(H, W)`` (wider when the title needs it).
     """
     maps = np.asarray(maps)
     if maps.ndim != 3:
         raise ValueError(f"feature maps: expected (N, H, W), got shape {maps.shape}")
     n, h, w = maps.shape
     z = tile_scale(h, w)
-    cols = cols or math.ceil(math.sqrt(n))
-    tiles = [_zoom(_colorize(_normalize(m)), z) for m in maps]
-    labels = [f"{i}  [{float(m.min()):.2g}, {float(m.max()):.2g}]" if z * w >= 80 else str(i)
-              for i, m in enumerate(maps)]
-    return _grid_image(tiles, labels, title, cols)
+    cols = cols or math.ceil(math.sqrt(n + (reference is not None)))
+    scale = ColorScale(maps)
+    tiles = [_zoom(scale.rgb(m), z) for m in maps]
+    bar = scale.rgb(np.linspace(scale.lo, scale.hi, 256, dtype=np.float32))[None]
+    caption = ("value: blue below zero, white at zero, red above" if scale.signed
+               else "value, from zero (dark) to the largest (yellow)")
+    labels = [str(i) for i in range(n)]
+    if reference is not None:  # the input, same size on screen, for where things are
+        Image, _, _ = _pil()
+        ref = Image.fromarray(_image_rgb(np.asarray(reference, dtype=np.float32)))
+        tiles.insert(0, np.asarray(ref.resize((w * z, h * z), Image.NEAREST)))
+        labels.insert(0, "input")
+    return _grid_image(tiles, labels, title, cols, note, (bar, scale.ticks(), caption))
 
 
 def filters_image(weight: np.ndarray, title: str):
-    """First-layer filters: one RGB tile per filter when it has 3 input channels, else one
-    gray tile per filter and channel. Zero is mid-gray, so the sign stays visible.
+    """First-layer filters on one scale for all of them (the largest weight's size): one
+    RGB tile per filter when it has 3 input channels (each channel mid-grey at zero,
+    brighter where positive), else one tile per filter and channel, blue where negative,
+    white at zero, red where positive. A legend says which is which.
 
     Args:
         weight: ``(F, C, K, K)``.
@@ -222,19 +327,27 @@ def filters_image(weight: np.ndarray, title: str):
         raise ValueError(f"filters: expected (F, C, K, K), got shape {w.shape}")
     f, c, kh, kw = w.shape
     z = tile_scale(kh, kw, 48)
+    top = float(np.abs(w[np.isfinite(w)]).max()) if np.isfinite(w).any() else 0.0
     tiles, labels = [], []
-    for i in range(f):
-        scale = float(np.abs(w[i]).max())
-        if c == 3:  # one colour picture per filter: what colour pattern it responds to
-            tiles.append(_zoom(_signed_gray(w[i].transpose(1, 2, 0), scale), z))
+    if c == 3:  # one colour picture per filter: what colour pattern it responds to
+        for i in range(f):
+            tiles.append(_zoom(_signed_gray(w[i].transpose(1, 2, 0), top), z))
             labels.append(str(i))
-        else:
+        ramp = _signed_gray(np.linspace(-top, top, 256, dtype=np.float32), top)
+        bar = np.stack([ramp] * 3, axis=-1)[None]
+        caption = "weight of each colour: darker negative, mid-grey zero, brighter positive"
+        ticks = [(0.0, _tick(-top)), (0.5, "0"), (1.0, _tick(top))]
+    else:
+        scale = ColorScale(np.array([-top, top], dtype=np.float32))
+        for i in range(f):
             for ch in range(c):
-                g = _signed_gray(w[i, ch], scale)
-                tiles.append(_zoom(np.stack([g, g, g], axis=-1), z))
+                tiles.append(_zoom(scale.rgb(w[i, ch]), z))
                 labels.append(f"{i}" if c == 1 else f"{i}.{ch}")
+        bar = scale.rgb(np.linspace(-top, top, 256, dtype=np.float32))[None]
+        caption = "weight: blue negative, white zero, red positive"
+        ticks = scale.ticks() if top > 0 else [(0.5, "0")]
     cols = c if c not in (1, 3) else math.ceil(math.sqrt(f))
-    return _grid_image(tiles, labels, title, cols)
+    return _grid_image(tiles, labels, title, cols, legend=(bar, ticks, caption))
 
 
 def _image_rgb(x: np.ndarray) -> np.ndarray:
@@ -273,6 +386,24 @@ def _prediction_image(display: np.ndarray, probs: np.ndarray, classes: Sequence[
     return img
 
 
+def _what_maps_show(model, name: str) -> str:
+    """Say that a conv layer's maps are its raw output, naming the batch norm and
+    activation layers that follow it (in a Sequential) and that the maps come before."""
+    layers = list(getattr(model, "layers", []))
+    names = [str(i) for i in range(len(layers))]
+    after = []
+    if name in names:
+        for layer in layers[names.index(name) + 1:]:
+            kind = type(layer).__name__
+            if kind not in ("BatchNorm2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh"):
+                break
+            after.append({"BatchNorm2d": "batch norm"}.get(kind, kind))
+    shared = "one colour scale for all maps"
+    if not after:
+        return f"the convolution's output; {shared}"
+    return f"the convolution's output, before the {' and '.join(after)} after it; {shared}"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name) or "layer"
 
@@ -287,9 +418,10 @@ def save_inspection(
 ) -> dict:
     """Write the pictures of one forward pass to ``out_dir``.
 
-    Files: ``input.png`` (the image, zoomed by ``tile_scale(H, W, 256)``),
-    ``feature_maps_<layer>.png`` for every Conv2d, ``filters_<layer>.png`` for the first
-    Conv2d, ``prediction.png`` when the model ends in class scores ``(1, K)``.
+    Files: ``input.png`` (the image, zoomed by ``tile_scale(H, W, 256)``, under a title),
+    ``feature_maps_<layer>.png`` for every Conv2d (its output, before the batch norm or
+    activation that follows it, on one colour scale), ``filters_<layer>.png`` for the
+    first Conv2d, ``prediction.png`` when the model ends in class scores ``(1, K)``.
 
     Args:
         model: a ``cnnlab.nn.Module``.
@@ -315,12 +447,14 @@ def save_inspection(
     files = []
     z = tile_scale(x.shape[1], x.shape[2], 256)
     path = out_dir / "input.png"
-    Image.fromarray(_zoom(_image_rgb(display), z)).save(path)
+    title = f"input: {shape_str(x.shape)} image"
+    _grid_image([_zoom(_image_rgb(display), z)], [""], title, 1,
+                note="the pixels as read, before normalization; one square per pixel").save(path)
     files.append(path)
 
     acts = capture_activations(model, x)
-    convs = [(n or type(m).__name__, m) for n, m in model.named_modules()
-             if isinstance(m, nn.Conv2d)]
+    named = [(n or type(m).__name__, m) for n, m in model.named_modules()]
+    convs = [(n, m) for n, m in named if isinstance(m, nn.Conv2d)]
     for k, (name, module) in enumerate(convs):
         if name not in acts:
             continue
@@ -328,7 +462,8 @@ def save_inspection(
         title = f"layer {name}: {type(module).__name__} {module.out_channels} filters -> " \
                 f"{shape_str(maps.shape)}"
         path = out_dir / f"feature_maps_{_safe(name)}.png"
-        feature_maps_image(maps, title).save(path)
+        feature_maps_image(maps, title, note=_what_maps_show(model, name),
+                           reference=display).save(path)
         files.append(path)
         if k == 0:
             w = np.asarray(module.weight.data)

@@ -13,6 +13,7 @@ what to do about it.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: everything needed to resume training.
 """
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.io.atomic import atomic_write
 from cnnlab.io.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from cnnlab.io.errors import ModelFileError

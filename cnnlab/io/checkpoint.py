@@ -25,7 +25,7 @@ import numpy as np
 
 from cnnlab.io import safetensors
 from cnnlab.io.errors import ModelFileError
-from cnnlab.io.model_file import check_weights
+from cnnlab.io.model_file import check_values, check_weights
 from cnnlab.io.tree import decode as _decode
 from cnnlab.io.tree import encode as _encode
 
@@ -60,11 +60,16 @@ def save_checkpoint(
         The path written.
 
     Raises:
-        ValueError: for a negative or non-int epoch or a value that cannot be stored.
+        ValueError: for a negative or non-int epoch, a value that cannot be stored, or
+            model weights that hold NaN or infinite values (or negative batch-norm
+            variances): nothing is written then, the previous checkpoint stays.
+        OSError: the file cannot be written (the message names it).
     """
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
         raise ValueError(f"save_checkpoint: epoch must be an int >= 0, got {epoch!r}")
-    tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+    state = model.state_dict()
+    check_values(state, f"save_checkpoint: not saving {os.fspath(path)}", error=ValueError)
+    tensors = {f"model.{name}": value for name, value in state.items()}
     arrays: dict[str, np.ndarray] = {}
     record = {
         "epoch": int(epoch),
@@ -110,7 +115,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         "cnnlab_version"}``; values come back as they were saved (ints, tuples, int keys).
 
     Raises:
-        ModelFileError: a damaged or non-checkpoint file (e.g. a model file).
+        ModelFileError: a damaged or non-checkpoint file (e.g. a model file), or model
+            weights that hold NaN or infinite values or negative batch-norm variances.
     """
     source = os.fspath(path)
     tensors, metadata = safetensors.load_file_with_metadata(source)
@@ -149,6 +155,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "the file is damaged or was edited."
         )
     result["model"] = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_values(result["model"], source)
     return result
 
 

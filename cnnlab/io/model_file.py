@@ -28,7 +28,7 @@ import numpy as np
 from cnnlab.io import safetensors
 from cnnlab.io.errors import ModelFileError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_spec", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "check_values", "load", "read_spec", "save"]
 
 FORMAT = "cnnlab-model"
 FORMAT_VERSION = 1
@@ -156,7 +156,31 @@ def check_spec(spec: Any) -> dict[str, Any]:
         json.dumps(spec, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the model spec must be plain JSON data: {exc}") from None
+    bad = _not_unicode(spec)
+    if bad is not None:
+        raise ValueError(
+            f"the model spec holds {bad!r}, which is not valid Unicode text (a lone "
+            "surrogate, e.g. from a folder name that is not UTF-8); rename it"
+        )
     return spec
+
+
+def _not_unicode(value: Any) -> str | None:
+    """The first string in a JSON value that cannot be written as UTF-8, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    items = value.items() if isinstance(value, Mapping) else (
+        enumerate(value) if isinstance(value, (list, tuple)) else ())
+    for key, item in items:
+        found = _not_unicode(key) if isinstance(key, str) else None
+        found = found or _not_unicode(item)
+        if found is not None:
+            return found
+    return None
 
 
 def build_from_spec(spec: Mapping[str, Any]) -> Any:
@@ -183,6 +207,39 @@ def _describe(shape: tuple[int, ...]) -> str:
     return str(tuple(shape))
 
 
+def _compare(
+    expected: Mapping[str, tuple[tuple[int, ...], str]],
+    found: Mapping[str, tuple[np.dtype, tuple[int, ...]]],
+    source: str,
+    arch: str | None,
+    error: type[Exception] = ModelFileError,
+) -> None:
+    """Raise ``error`` listing every name, shape or dtype-kind difference."""
+    problems = []
+    for name, (shape, kind) in expected.items():
+        if name not in found:
+            problems.append(f"layer {name}: expected {_describe(shape)}, file has none")
+            continue
+        dtype, got = found[name]
+        if tuple(got) != tuple(shape):
+            problems.append(f"layer {name}: expected {_describe(shape)}, file has {_describe(got)}")
+        elif (kind == "f") != (dtype.kind == "f"):
+            want = "float32" if kind == "f" else "int64"
+            problems.append(f"layer {name}: expected {want} values, file has {dtype}")
+    extra = [name for name in found if name not in expected]
+    if extra:
+        problems.append(f"unexpected tensors {extra}")
+    if problems:
+        what = f"the architecture {arch!r}" if arch else "the model"
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise error(
+            f"{source}: the weights do not fit {what}: {shown}. The file was written for a "
+            "different model, or edited; save the model again."
+        )
+
+
 def check_weights(
     model: Any, tensors: Mapping[str, np.ndarray], source: str, arch: str | None = None
 ) -> None:
@@ -192,31 +249,41 @@ def check_weights(
         ModelFileError: listing every problem, e.g. ``layer 3.weight: expected
             (16, 6, 5, 5), file has (16, 3, 5, 5)``.
     """
-    expected = model.state_dict()
-    problems = []
-    for name, want in expected.items():
-        if name not in tensors:
-            problems.append(f"layer {name}: expected {_describe(want.shape)}, file has none")
-            continue
-        got = tensors[name]
-        if got.shape != want.shape:
-            problems.append(
-                f"layer {name}: expected {_describe(want.shape)}, file has {_describe(got.shape)}"
+    expected = {
+        name: (tuple(v.shape), "f" if v.dtype.kind == "f" else "i")
+        for name, v in model.state_dict().items()
+    }
+    _compare(expected, {n: (t.dtype, t.shape) for n, t in tensors.items()}, source, arch)
+
+
+def check_values(
+    tensors: Mapping[str, np.ndarray], source: str, error: type[Exception] = ModelFileError
+) -> None:
+    """Refuse weights no model should hold: NaN or infinite values anywhere, and negative
+    batch-norm variances (``running_var``), whose square root is NaN.
+
+    Raises:
+        ``error`` (ModelFileError by default): naming the tensor and how many values.
+    """
+    for name, value in tensors.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc":
+            bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+            if bad:
+                raise error(
+                    f"{source}: tensor {name!r} holds {bad:,} NaN or infinite values (of "
+                    f"{value.size:,}); a model with them gives NaN scores for every image. "
+                    "Training diverged before the model was saved, or the file was edited: "
+                    "train again (with a lower learning rate) or use an earlier checkpoint."
+                )
+        if name.rsplit(".", 1)[-1] == "running_var" and value.size and value.min() < 0:
+            bad = int(np.count_nonzero(value < 0))
+            raise error(
+                f"{source}: batch-norm statistics {name!r} hold {bad} negative variances (the "
+                f"smallest is {float(value.min()):g}); a variance is never negative, and "
+                "normalizing by its square root gives NaN. The file was edited or damaged: "
+                "save the model again."
             )
-        elif (want.dtype.kind == "f") != (got.dtype.kind == "f"):
-            problems.append(f"layer {name}: expected {want.dtype} values, file has {got.dtype}")
-    extra = [name for name in tensors if name not in expected]
-    if extra:
-        problems.append(f"unexpected tensors {extra}")
-    if problems:
-        what = f"the architecture {arch!r}" if arch else "the model"
-        shown = "; ".join(problems[:5]) + (
-            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        )
-        raise ModelFileError(
-            f"{source}: the weights do not fit {what}: {shown}. The file was written for a "
-            "different model, or edited; save the model again."
-        )
 
 
 def _float_dtype(tensors: Mapping[str, np.ndarray], source: str) -> np.dtype | None:
@@ -259,7 +326,10 @@ def save(
 
     Raises:
         ValueError: no arch/input_shape, a malformed field, class names that do not match
-            the output width, or weights that do not fit the architecture.
+            the output width, weights that do not fit the architecture, or weights that
+            hold NaN or infinite values (or negative batch-norm variances).
+        OSError: the file cannot be written (the message names it); an existing file is
+            then left as it was.
 
     Example:
         >>> import os, tempfile, cnnlab
@@ -286,13 +356,23 @@ def save(
     merged = check_spec(merged)
 
     tensors = model.state_dict()
-    with _keep_rng():
+    if merged.get("arch") is not None:  # from shape arithmetic: nothing is built
         try:
-            fresh = build_from_spec(merged)
+            expected = arch.state_shapes(merged["arch"], merged["input_shape"])
         except ValueError as exc:
             raise ValueError(f"cannot save: the spec's architecture does not build: {exc}"
                              ) from None
-    check_weights(fresh, tensors, "cannot save", _what(merged))
+        found = {n: (t.dtype, t.shape) for n, t in tensors.items()}
+        _compare(expected, found, "cannot save", merged["arch"], error=ValueError)
+    else:
+        with _keep_rng():
+            try:
+                fresh = build_from_spec(merged)
+            except ValueError as exc:
+                raise ValueError(f"cannot save: the spec's architecture does not build: {exc}"
+                                 ) from None
+        check_weights(fresh, tensors, "cannot save", _what(merged))
+    check_values(tensors, "cannot save", error=ValueError)
     outputs = None if merged.get("arch") is None else math.prod(
         arch.plan(merged["arch"], merged["input_shape"])[-1]["output_shape"])
     if outputs is not None and merged["classes"] is not None and \
@@ -348,18 +428,72 @@ def _spec_from_metadata(metadata: Mapping[str, str], source: str) -> dict[str, A
         ) from None
 
 
+def _check_header(
+    shapes: Mapping[str, tuple[np.dtype, tuple[int, ...]]],
+    metadata: Mapping[str, str],
+    source: str,
+) -> tuple[dict[str, Any], Any]:
+    """The spec of a model file, checked against the file's tensor names and shapes before
+    any tensor data is read: a file cannot make the loader allocate more than the weights
+    it holds, nor declare a model one image cannot run through.
+
+    An architecture string is checked by shape arithmetic, without building anything. A
+    registered model (``spec["model"]``) is built by its builder, which bounds its own
+    config, and its state_dict is compared with the header.
+
+    Returns:
+        (spec, the built model or None).
+    """
+    from cnnlab import arch
+    from cnnlab.budget import TooLargeError
+
+    spec = _spec_from_metadata(metadata, source)
+    if spec.get("arch") is None:
+        with _keep_rng():
+            try:
+                model = build_from_spec(spec)
+            except ValueError as exc:
+                raise ModelFileError(
+                    f"{source}: its model cannot be built ({exc}); save the model again."
+                ) from None
+        expected = {name: (tuple(v.shape), "f" if v.dtype.kind == "f" else "i")
+                    for name, v in model.state_dict().items()}
+        _compare(expected, shapes, source, _what(spec))
+        return spec, model
+    try:
+        expected = arch.state_shapes(spec["arch"], spec["input_shape"])
+    except ValueError as exc:
+        raise ModelFileError(
+            f"{source}: its architecture cannot be built ({exc}); save the model again."
+        ) from None
+    _compare(expected, shapes, source, spec["arch"])
+    try:
+        arch.check_memory(spec["arch"], spec["input_shape"])
+    except TooLargeError as exc:
+        raise ModelFileError(f"{source}: {exc}") from None
+    return spec, None
+
+
 def read_spec(path: str | os.PathLike) -> dict[str, Any]:
     """Read only the spec of a model file (no weights are loaded).
+
+    The header is checked as :func:`load` checks it: the tensors the file declares must be
+    exactly those of its architecture.
 
     Raises:
         ModelFileError: as for :func:`load`.
     """
     path = _resolve_path(path)
-    return _spec_from_metadata(safetensors.read_metadata(path), path)
+    shapes, metadata = safetensors.read_header(path)
+    return _check_header(shapes, metadata, path)[0]
 
 
 def load(path: str | os.PathLike) -> Any:
     """Load a model saved by :func:`save`: rebuild it from its spec, copy the weights in.
+
+    Everything is checked before memory is committed to it: the header's tensor names and
+    shapes against the architecture (from shape arithmetic, before reading the weights),
+    then the values (before building the layers).
 
     Args:
         path: the file, or a directory holding ``model.safetensors``.
@@ -369,23 +503,32 @@ def load(path: str | os.PathLike) -> Any:
         bit-identical to the saved ones; a float64 model comes back as float64.
 
     Raises:
-        ModelFileError: the file is missing, damaged, not safetensors (pickle and zip
-            files are refused without being opened as such), has no cnnlab spec, or its
-            weights do not fit its architecture (naming each layer and both shapes).
+        ModelFileError: the file is missing, not a regular file, damaged, not safetensors
+            (pickle and zip files are refused without being opened as such), has no cnnlab
+            spec, its weights do not fit its architecture (naming each layer and both
+            shapes), hold NaN or infinite values or negative batch-norm variances (naming
+            the tensor), or its model would not fit in memory for one image.
     """
 
     path = _resolve_path(path)
-    tensors, metadata = safetensors.load_file_with_metadata(path)
-    spec = _spec_from_metadata(metadata, path)
-    with _keep_rng():
-        try:
-            model = build_from_spec(spec)
-        except ValueError as exc:
-            raise ModelFileError(
-                f"{path}: its architecture cannot be built ({exc}); save the model again."
-            ) from None
-    check_weights(model, tensors, path, _what(spec))
+    checked: list[tuple[dict[str, Any], Any]] = []
+
+    def check(shapes, metadata):
+        checked.append(_check_header(shapes, metadata, path))
+
+    tensors, _ = safetensors.load_file_with_metadata(path, check=check)
+    spec, model = checked[0]
+    check_values(tensors, path)
     dtype = _float_dtype(tensors, path)
+    if model is None:
+        with _keep_rng():
+            try:
+                model = build_from_spec(spec)
+            except ValueError as exc:
+                raise ModelFileError(
+                    f"{path}: its architecture cannot be built ({exc}); save the model again."
+                ) from None
+    check_weights(model, tensors, path, _what(spec))
     if dtype is not None:
         model.to(dtype)
     model.load_state_dict(tensors, strict=True)

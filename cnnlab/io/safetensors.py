@@ -23,8 +23,10 @@ import io
 import json
 import math
 import os
+import re
+import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
 import numpy as np
@@ -37,6 +39,7 @@ __all__ = [
     "load",
     "load_file",
     "load_file_with_metadata",
+    "read_header",
     "read_metadata",
     "save",
     "save_file",
@@ -60,11 +63,15 @@ _DTYPES: dict[str, np.dtype] = {
     "U64": np.dtype("<u8"),
     "I64": np.dtype("<i8"),
     "F64": np.dtype("<f8"),
+    "C64": np.dtype("<c8"),
 }
 # (kind, itemsize) of a NumPy dtype -> safetensors name; byte order is handled separately.
 _NAMES = {(dt.kind, dt.itemsize): name for name, dt in _DTYPES.items()}
 
-_MAX_DIMS = 32  # NumPy's own limit is 64
+# NumPy's limit on dimensions (64 since NumPy 2.0), and the deepest JSON nesting the
+# reference reader accepts.
+_MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+_MAX_NESTING = 127
 
 _DAMAGED = "The file is damaged or is not a safetensors file; save or download it again."
 
@@ -104,6 +111,17 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return dict(metadata)
 
 
+def _check_text(text: str, what: str) -> None:
+    """Names and metadata are UTF-8 in the file: a string with a lone surrogate (as
+    ``os.fsdecode`` makes of a file name that is not UTF-8) cannot be written or read."""
+    match = _SURROGATE.search(text)
+    if match:
+        raise ValueError(
+            f"the {what} {text!r} is not valid Unicode text (it holds the lone surrogate "
+            f"{match.group()!r}, e.g. from a file name that is not UTF-8); rename it"
+        )
+
+
 def _layout(
     tensors: Mapping[str, object], metadata: Mapping[str, str] | None
 ) -> tuple[bytes, list[np.ndarray]]:
@@ -134,6 +152,11 @@ def _layout(
             "shape": list(array.shape),
             "data_offsets": list(offsets[name]),
         }
+    for name in arrays:
+        _check_text(name, "tensor name")
+    for key, value in meta.items():
+        _check_text(key, "metadata key")
+        _check_text(value, f"metadata value of {key!r}")
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text, [arrays[n] for n in order]
@@ -229,112 +252,180 @@ def _sniff(source: str, head: bytes, tail: bytes) -> None:
         )
 
 
-def _read_header(f: BinaryIO, size: int, source: str) -> tuple[dict, dict[str, str], int]:
-    """Parse and check the header. Returns (entries, metadata, data size)."""
-    head = f.read(9)
-    length = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
-    if head[8:9] != b"{" or length is None or length > min(size - 8, MAX_HEADER_BYTES):
-        # Not a well-formed start: say what the file is if we can tell (a pickle above all).
-        tail = b""
-        if size > 0:
-            f.seek(size - 1)
-            tail = f.read(1)
-        _sniff(source, head, tail)
-    if length is None:
-        raise _error(
-            source,
-            f"truncated file: it has {size} bytes, but a safetensors file starts with an "
-            "8-byte header length",
-        )
-    (length,) = struct.unpack("<Q", head[:8])
-    if length > MAX_HEADER_BYTES:
-        raise _error(
-            source,
-            f"oversized header: the header length field says {length} bytes, more than the "
-            f"{MAX_HEADER_BYTES}-byte limit",
-        )
-    if length > size - 8:
-        raise _error(
-            source,
-            f"oversized header: the header length field says {length} bytes, but only "
-            f"{size - 8} bytes follow it (the file is truncated or corrupt)",
-        )
-    f.seek(8)
-    raw = f.read(length)
-    if not raw.startswith(b"{"):
-        raise _error(source, "not a safetensors file: the JSON header must start with '{'")
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs, in order, duplicates kept: the format
+    refuses a repeated field where a dict would silently keep the last one."""
+
+
+class _NotCount:
+    """A JSON integer that is negative or wider than 64 bits: valid JSON, never a size."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _json_int(text: str) -> int | _NotCount:
+    if text.startswith("-") or len(text) > 20 or int(text) >= 2**64:
+        return _NotCount(text)
+    return int(text)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of objects and arrays in JSON text (strings ignored)."""
+    brackets = re.sub(r"[^\[\]{}]", "", _STRING.sub("", text))
+    if not brackets:
+        return 0
+    steps = np.frombuffer(brackets.encode("ascii"), np.uint8)
+    return int(np.cumsum(np.where((steps == ord("[")) | (steps == ord("{")), 1, -1)).max())
+
+
+def _lone_surrogate(value: object) -> bool:
+    """True when a string anywhere in the parsed JSON holds half of a surrogate pair
+    (``"\udcff"``): valid for Python's json module, not Unicode text."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, _Pairs):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value)
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
+def _parse_json(raw: bytes, source: str) -> _Pairs:
+    """The header as JSON, read as strictly as the reference implementation reads it."""
     try:
-        header = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _error(source, f"invalid JSON header: not UTF-8 text ({exc.reason})") from None
+    if _nesting(text) > _MAX_NESTING:
+        raise _error(source, f"invalid JSON header: nested more than {_MAX_NESTING} levels deep")
+    try:
+        header = json.loads(text, object_pairs_hook=_Pairs, parse_int=_json_int,
+                            parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise _error(source, f"invalid JSON header: {exc}") from None
-    except RecursionError:
-        raise _error(source, "invalid JSON header: nested too deeply") from None
-    if not isinstance(header, dict):
+    except (ValueError, RecursionError) as exc:
+        raise _error(source, f"invalid JSON header: {exc}") from None
+    if not isinstance(header, _Pairs):
         raise _error(source, "invalid JSON header: expected a JSON object at the top level")
+    if _lone_surrogate(header):
+        raise _error(
+            source, "invalid JSON header: a string holds a lone surrogate (\\ud800-\\udfff "
+            "without its pair), which is not Unicode text"
+        )
+    return header
 
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+
+def _metadata(pairs: _Pairs, source: str) -> dict[str, str]:
+    values = [v for k, v in pairs if k == "__metadata__"]
+    if len(values) > 1:
+        raise _error(source, "invalid JSON header: the field '__metadata__' appears twice")
+    if not values or values[0] is None:
+        return {}
+    if not isinstance(values[0], _Pairs) or not all(isinstance(v, str) for _, v in values[0]):
         raise _error(source, "invalid __metadata__: it must map strings to strings")
+    return dict(values[0])
 
-    data_size = size - 8 - length
-    spans = []
-    for name, info in header.items():
-        what = f"tensor {name!r}"
-        if not isinstance(info, dict):
-            raise _error(source, f"invalid header entry for {what}: expected an object")
-        dtype = info.get("dtype")
-        if not isinstance(dtype, str) or dtype not in _DTYPES:
-            hint = (
-                "NumPy has no bfloat16; convert the file to F32 with the tool that wrote it."
-                if dtype == "BF16"
-                else f"cnnlab reads {', '.join(_DTYPES)}; convert the tensor to one of these."
-            )
-            raise _error(source, f"unknown dtype {dtype!r} for {what}", hint)
-        shape, offsets = info.get("shape"), info.get("data_offsets")
-        if (
-            not isinstance(shape, list)
-            or len(shape) > _MAX_DIMS
-            or not all(_is_count(d) for d in shape)
-            # even an empty array must have a size NumPy can represent
-            or math.prod(max(d, 1) for d in shape) * _DTYPES[dtype].itemsize >= 2**62
-        ):
-            raise _error(
-                source,
-                f"invalid shape {shape!r} for {what}: expected a list of at most {_MAX_DIMS} "
-                "sizes >= 0 that describe an array NumPy can hold",
-            )
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(_is_count(o) for o in offsets)
-        ):
-            raise _error(
-                source, f"invalid data_offsets {offsets!r} for {what}: expected [begin, end]"
-            )
-        begin, end = offsets
-        if end < begin:
-            raise _error(
-                source,
-                f"bad offsets for {what}: data_offsets [{begin}, {end}] end before they begin",
-            )
-        if end > data_size:
-            raise _error(
-                source,
-                f"offsets out of range for {what}: data_offsets [{begin}, {end}] reach past the "
-                f"{data_size}-byte data section (the file is truncated or its header is corrupt)",
-            )
-        needed = math.prod(shape) * _DTYPES[dtype].itemsize
-        if needed != end - begin:
-            raise _error(
-                source,
-                f"size mismatch for {what}: shape {shape} of {dtype} needs {needed} bytes, but "
-                f"data_offsets [{begin}, {end}] span {end - begin}",
-            )
-        spans.append((begin, end, name))
 
-    # The spans must tile the buffer: each starts where the previous one ended.
+def _fields(info: object, what: str, source: str) -> tuple[object, object, object]:
+    """(dtype, shape, data_offsets) of one header entry: an object with those three fields
+    (others are ignored) or, as the reference reader also accepts, a list of the three."""
+    if isinstance(info, list) and not isinstance(info, _Pairs):
+        if len(info) != 3:
+            raise _error(source, f"invalid header entry for {what}: a list entry must be "
+                                 f"[dtype, shape, data_offsets], got {len(info)} values")
+        return info[0], info[1], info[2]
+    if not isinstance(info, _Pairs):
+        raise _error(source, f"invalid header entry for {what}: expected an object")
+    found: dict[str, object] = {}
+    for key, value in info:
+        if key in ("dtype", "shape", "data_offsets"):
+            if key in found:
+                raise _error(source, f"invalid header entry for {what}: {key!r} appears twice")
+            found[key] = value
+    missing = [k for k in ("dtype", "shape", "data_offsets") if k not in found]
+    if missing:
+        raise _error(source, f"invalid header entry for {what}: no {missing[0]!r}")
+    return found["dtype"], found["shape"], found["data_offsets"]
+
+
+def _dtype_name(dtype: object) -> object:
+    # {"F32": null} is how serde writes a unit enum variant as an object; accepted there too
+    if isinstance(dtype, _Pairs) and len(dtype) == 1 and dtype[0][1] is None:
+        return dtype[0][0]
+    return dtype
+
+
+def _holdable(shape: list[int], dtype: np.dtype) -> bool:
+    """Whether NumPy can make an array of this shape (dimension count, total size)."""
+    size = math.prod(shape)
+    try:  # allocates nothing: an empty array, or one with the same number of dimensions
+        np.empty(shape if size == 0 else [0] * len(shape), dtype=dtype)
+    except (ValueError, MemoryError):
+        return False
+    return True
+
+
+def _entry(name: str, info: object, data_size: int, source: str) -> tuple[str, list, int, int]:
+    what = f"tensor {name!r}"
+    dtype, shape, offsets = _fields(info, what, source)
+    dtype = _dtype_name(dtype)
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        hint = (
+            "NumPy has no bfloat16; convert the file to F32 with the tool that wrote it."
+            if dtype == "BF16"
+            else f"cnnlab reads {', '.join(_DTYPES)}; convert the tensor to one of these."
+        )
+        raise _error(source, f"unknown dtype {dtype!r} for {what}", hint)
+    if not isinstance(shape, list) or isinstance(shape, _Pairs) or not all(
+        _is_count(d) for d in shape
+    ):
+        raise _error(source, f"invalid shape {shape!r} for {what}: expected a list of sizes >= 0")
+    if not isinstance(offsets, list) or isinstance(offsets, _Pairs) or len(offsets) != 2 or \
+            not all(_is_count(o) for o in offsets):
+        raise _error(
+            source, f"invalid data_offsets {offsets!r} for {what}: expected [begin, end]"
+        )
+    begin, end = offsets
+    if end < begin:
+        raise _error(
+            source, f"bad offsets for {what}: data_offsets [{begin}, {end}] end before they begin"
+        )
+    if end > data_size:
+        raise _error(
+            source,
+            f"offsets out of range for {what}: data_offsets [{begin}, {end}] reach past the "
+            f"{data_size}-byte data section (the file is truncated or its header is corrupt)",
+        )
+    needed = math.prod(shape) * _DTYPES[dtype].itemsize
+    if needed != end - begin:
+        raise _error(
+            source,
+            f"size mismatch for {what}: shape {shape} of {dtype} needs {needed} bytes, but "
+            f"data_offsets [{begin}, {end}] span {end - begin}",
+        )
+    if not _holdable(shape, _DTYPES[dtype]):
+        raise _error(
+            source,
+            f"invalid shape {shape!r} for {what}: NumPy cannot make an array of it (at most "
+            f"{_MAX_DIMS} dimensions, and a size it can address)",
+        )
+    return dtype, shape, begin, end
+
+
+def _check_tiling(spans: list[tuple[int, int, str]], data_size: int, source: str) -> None:
+    """The spans must tile the buffer: each starts where the previous one ended."""
     position, previous = 0, None
     for begin, end, name in sorted(spans):
         if begin < position:
@@ -356,6 +447,52 @@ def _read_header(f: BinaryIO, size: int, source: str) -> tuple[dict, dict[str, s
             f"offsets do not cover the buffer: {data_size - position} bytes at the end "
             "belong to no tensor",
         )
+
+
+def _read_header(f: BinaryIO, size: int, source: str) -> tuple[dict, dict[str, str], int]:
+    """Parse and check the header. Returns ({name: {"dtype", "shape", "data_offsets"}},
+    metadata, data size)."""
+    head = f.read(9)
+    length = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+    starts_well = head[8:9] in (b"{", b" ", b"\t", b"\n", b"\r")
+    if not starts_well or length is None or length > min(size - 8, MAX_HEADER_BYTES):
+        # Not a well-formed start: say what the file is if we can tell (a pickle above all).
+        tail = b""
+        if size > 0:
+            f.seek(size - 1)
+            tail = f.read(1)
+        _sniff(source, head, tail)
+    if length is None:
+        raise _error(
+            source,
+            f"truncated file: it has {size} bytes, but a safetensors file starts with an "
+            "8-byte header length",
+        )
+    if length > MAX_HEADER_BYTES:
+        raise _error(
+            source,
+            f"oversized header: the header length field says {length} bytes, more than the "
+            f"{MAX_HEADER_BYTES}-byte limit",
+        )
+    if length > size - 8:
+        raise _error(
+            source,
+            f"oversized header: the header length field says {length} bytes, but only "
+            f"{size - 8} bytes follow it (the file is truncated or corrupt)",
+        )
+    f.seek(8)
+    raw = f.read(length)
+    if not raw.lstrip(b" \t\n\r").startswith(b"{"):
+        raise _error(source, "not a safetensors file: the JSON header must start with '{'")
+    pairs = _parse_json(raw, source)
+    metadata = _metadata(pairs, source)
+    data_size = size - 8 - length
+    header: dict[str, dict] = {}
+    for name, info in pairs:  # a repeated tensor name: the last entry counts
+        if name != "__metadata__":
+            dtype, shape, begin, end = _entry(name, info, data_size, source)
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+    _check_tiling([(*h["data_offsets"], n) for n, h in header.items()], data_size, source)
     return header, metadata, data_size
 
 
@@ -363,8 +500,12 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _read(f: BinaryIO, size: int, source: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _read(
+    f: BinaryIO, size: int, source: str, check: Callable | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     header, metadata, data_size = _read_header(f, size, source)
+    if check is not None:
+        check({n: (_DTYPES[h["dtype"]], tuple(h["shape"])) for n, h in header.items()}, metadata)
     data = f.read(data_size)
     if len(data) != data_size:
         raise _error(source, f"truncated file: expected {data_size} data bytes, read {len(data)}")
@@ -384,23 +525,46 @@ def _read(f: BinaryIO, size: int, source: str) -> tuple[dict[str, np.ndarray], d
 
 
 def _open(path: str | os.PathLike) -> tuple[BinaryIO, int, str]:
+    """Open a regular file for reading. A FIFO, a device or a socket is refused without
+    blocking on it (opening a FIFO for reading waits for a writer)."""
     source = os.fspath(path)
     try:
-        f = open(source, "rb")  # noqa: SIM115 - closed by the caller
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(source, flags)
     except FileNotFoundError:
         raise ModelFileError(f"{source}: no such file. Check the path.") from None
     except IsADirectoryError:
         raise ModelFileError(f"{source}: is a directory, not a safetensors file.") from None
-    return f, os.fstat(f.fileno()).st_size, source
+    except PermissionError:
+        raise ModelFileError(
+            f"{source}: permission denied; check the file's permissions."
+        ) from None
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        os.close(fd)
+        raise ModelFileError(f"{source}: is a directory, not a safetensors file.")
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ModelFileError(
+            f"{source}: not a regular file (a FIFO, device or socket); a model file must be "
+            "a file on disk: save or copy it to one."
+        )
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), info.st_size, source
 
 
 def load_file_with_metadata(
     path: str | os.PathLike,
+    check: Callable[[dict[str, tuple[np.dtype, tuple[int, ...]]], dict[str, str]], None]
+    | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a safetensors file: its arrays and its ``__metadata__``.
 
     Args:
         path: the file.
+        check: called with ``(name -> (dtype, shape), metadata)`` once the header has been
+            read and checked, before any tensor data is read; it raises to stop there.
 
     Returns:
         (name -> writable NumPy array in native byte order, metadata dict of str -> str).
@@ -411,12 +575,33 @@ def load_file_with_metadata(
     """
     f, size, source = _open(path)
     with f:
-        return _read(f, size, source)
+        return _read(f, size, source, check)
 
 
 def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read the arrays of a safetensors file (see :func:`load_file_with_metadata`)."""
     return load_file_with_metadata(path)[0]
+
+
+def read_header(
+    path: str | os.PathLike,
+) -> tuple[dict[str, tuple[np.dtype, tuple[int, ...]]], dict[str, str]]:
+    """Read only the header of a safetensors file: what it holds, not the values.
+
+    Everything the header claims is checked against the file (as :func:`load_file` does),
+    but no tensor data is read, so a caller can check names and shapes before it commits
+    any memory to them.
+
+    Returns:
+        (name -> (NumPy dtype, shape), metadata dict of str -> str).
+
+    Raises:
+        ModelFileError: as for :func:`load_file_with_metadata`.
+    """
+    f, size, source = _open(path)
+    with f:
+        header, metadata, _ = _read_header(f, size, source)
+    return {n: (_DTYPES[h["dtype"]], tuple(h["shape"])) for n, h in header.items()}, metadata
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

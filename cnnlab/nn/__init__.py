@@ -1,5 +1,6 @@
 """Layers and containers: ``cnnlab.nn.Conv2d(3, 6, 5)`` as in PyTorch."""
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.nn import functional, init
 from cnnlab.nn.container import ModuleDict, ModuleList, Sequential
 from cnnlab.nn.fused import ConvReLU2d, ConvReLUMaxPool2d, ReLUMaxPool2d, fuse

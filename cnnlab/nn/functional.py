@@ -7,12 +7,13 @@ from cnnlab.ops.linear import linear
 from cnnlab.ops.loss import cross_entropy, mse_loss
 from cnnlab.ops.norm import batch_norm
 from cnnlab.ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from cnnlab.shape import flat_size
 from cnnlab.tensor import Tensor
 
 
 def flatten(input: Tensor, start_dim: int = 1) -> Tensor:
     """Flatten dimensions ``start_dim`` onward: (N, C, H, W) -> (N, C*H*W)."""
-    return input.flatten(start_dim)
+    return input.reshape(*flat_size(input.shape, start_dim))
 
 
 __all__ = [

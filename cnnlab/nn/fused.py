@@ -46,7 +46,7 @@ class ConvReLU2d(Conv2d):
         >>> import numpy as np, cnnlab
         >>> from cnnlab import nn
         >>> c = nn.Conv2d(1, 2, 3)
-        >>> x = cnnlab.tensor(np.random.default_rng(0).standard_normal((2, 1, 5, 5)))
+        >>> x = cnnlab.tensor(np.random.default_rng(0).random((2, 1, 5, 5), dtype=np.float32))
         >>> bool((nn.ConvReLU2d(c, nn.ReLU())(x) == nn.ReLU()(c(x))).all())
         True
     """
@@ -105,28 +105,51 @@ class ConvReLUMaxPool2d(Conv2d):
         return super().extra_repr() + extra
 
 
-def _fusable(layer: Module, kind: type) -> bool:
-    return type(layer) is kind and not layer._forward_hooks
+# The runs of layers that fuse, longest first: (layer types, the fused module's name).
+PATTERNS = (
+    (("Conv2d", "ReLU", "MaxPool2d"), "ConvReLUMaxPool2d"),
+    (("Conv2d", "ReLU"), "ConvReLU2d"),
+    (("ReLU", "MaxPool2d"), "ReLUMaxPool2d"),
+)
+
+
+def fusion_plan(kinds: list[str | None]) -> list[tuple[int, int, str]]:
+    """Where a chain of layers of these type names fuses: ``(start, length, fused name)``
+    for each run, left to right (None: a layer that must not fuse, e.g. one with hooks).
+
+    Example:
+        >>> fusion_plan(["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Flatten"])
+        [(2, 2, 'ReLUMaxPool2d')]
+    """
+    plan, i = [], 0
+    while i < len(kinds):
+        for pattern, name in PATTERNS:
+            if tuple(kinds[i:i + len(pattern)]) == pattern:
+                plan.append((i, len(pattern), name))
+                i += len(pattern)
+                break
+        else:
+            i += 1
+    return plan
+
+
+_FUSED = {"ConvReLUMaxPool2d": lambda a, b, c: ConvReLUMaxPool2d(a, b, c),
+          "ConvReLU2d": lambda a, b: ConvReLU2d(a, b),
+          "ReLUMaxPool2d": lambda a, b: ReLUMaxPool2d(a, b)}
+
+
+def _kind(layer: Module) -> str | None:
+    """The layer's type name where it may fuse: exactly that class, and no hooks."""
+    if layer._forward_hooks or type(layer) not in (Conv2d, ReLU, MaxPool2d):
+        return None
+    return type(layer).__name__
 
 
 def _fuse_layers(layers: list[Module]) -> list[Module]:
-    out, i = [], 0
-    while i < len(layers):
-        a = layers[i]
-        b = layers[i + 1] if i + 1 < len(layers) else None
-        c = layers[i + 2] if i + 2 < len(layers) else None
-        if _fusable(a, Conv2d) and _fusable(b, ReLU) and _fusable(c, MaxPool2d):
-            out += [ConvReLUMaxPool2d(a, b, c), Identity(), Identity()]
-            i += 3
-        elif _fusable(a, Conv2d) and _fusable(b, ReLU):
-            out += [ConvReLU2d(a, b), Identity()]
-            i += 2
-        elif _fusable(a, ReLU) and _fusable(b, MaxPool2d):
-            out += [ReLUMaxPool2d(a, b), Identity()]
-            i += 2
-        else:
-            out.append(_fuse_module(a))
-            i += 1
+    out = [_fuse_module(layer) for layer in layers]
+    for start, length, name in fusion_plan([_kind(layer) for layer in layers]):
+        out[start] = _FUSED[name](*layers[start:start + length])
+        out[start + 1:start + length] = [Identity() for _ in range(length - 1)]
     return out
 
 

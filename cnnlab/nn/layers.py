@@ -12,7 +12,7 @@ import numpy as np
 from cnnlab.nn import init
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.ops import activation, conv, dropout, linear, norm, pool
-from cnnlab.shape import pair
+from cnnlab.shape import flat_size, pair
 from cnnlab.tensor import Tensor
 
 
@@ -266,7 +266,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.flatten(self.start_dim, self.end_dim)
+        return x.reshape(*flat_size(x.shape, self.start_dim, self.end_dim))
 
     def extra_repr(self) -> str:
         s = "" if self.start_dim == 1 else f"start_dim={self.start_dim}"

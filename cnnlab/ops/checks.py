@@ -12,6 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 
+def check_floating_point(who: str, input: Any) -> None:
+    """Raise TypeError unless ``input`` is floating point (for ops without weights that
+    may come first in a model, such as pooling).
+
+    Raises:
+        TypeError: naming the op, the dtype and the conversion that fixes it.
+    """
+    got = input.data.dtype
+    if got.kind != "f":
+        hint = ("x.float() / 255 for 8-bit images" if got.kind == "u" else "x.float()")
+        raise TypeError(f"{who} expected floating-point input, got {got} input of shape "
+                        f"{tuple(input.shape)}; convert it first, e.g. {hint}")
+
+
 def check_float_input(who: str, input: Any, weight: Any) -> None:
     """Raise TypeError unless ``input`` is floating point with ``weight``'s dtype.
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from cnnlab.autograd import Function
 from cnnlab.kernels import pool as kernel
+from cnnlab.ops.checks import check_floating_point
 from cnnlab.shape import checked_once, conv_output_size, pair
 from cnnlab.tensor import Tensor
 
@@ -66,6 +67,7 @@ def max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
         (1, 6, 14, 14)
     """
     k, s, p, out_hw = pool2d_output_hw(input.shape, kernel_size, stride, padding, "max_pool2d")
+    check_floating_point("max_pool2d", input)
     return MaxPool2d.apply(input, kernel_size=k, stride=s, padding=p, out_hw=out_hw)
 
 
@@ -76,6 +78,7 @@ def avg_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: Any
         (N, C, H, W) -> (N, C, OH, OW), ``OH = floor((H + 2P - K)/S) + 1``.
     """
     k, s, p, out_hw = pool2d_output_hw(input.shape, kernel_size, stride, padding, "avg_pool2d")
+    check_floating_point("avg_pool2d", input)
     return AvgPool2d.apply(input, kernel_size=k, stride=s, padding=p, out_hw=out_hw)
 
 

@@ -217,14 +217,15 @@ class Optimizer:
             saved["params"] = list(range(index, index + len(group["params"])))
             index += len(group["params"])
             groups.append(saved)
-        state = {
-            i: {
-                name: value.copy() if isinstance(value, np.ndarray) else value
-                for name, value in entry.items()
-            }
-            for i, entry in sorted(self.state.items())
-        }
+        state = {i: self._save_entry(entry) for i, entry in sorted(self.state.items())}
         return {"state": state, "param_groups": groups}
+
+    def _save_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """One parameter's state as plain data: arrays copied, counts as they are."""
+        return {
+            name: value.copy() if isinstance(value, np.ndarray) else value
+            for name, value in entry.items()
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state saved by ``state_dict`` (arrays are copied in).
@@ -242,6 +243,17 @@ class Optimizer:
                 parameters per group, state names, array shapes) or a hyperparameter is out
                 of range.
         """
+        saved_groups = self._check_saved_layout(state_dict)
+        new_groups, targets = self._match_saved_groups(saved_groups)
+        new_state = self._load_saved_state(state_dict["state"], targets)
+        # Everything is valid: only now does the optimizer change.
+        for current, group in zip(self.param_groups, new_groups, strict=True):
+            current.clear()
+            current.update(group)
+        self.state = new_state
+
+    def _check_saved_layout(self, state_dict: Any) -> list[dict[str, Any]]:
+        """Check the outer shape of a saved dict; return its parameter groups."""
         name = type(self).__name__
         if (
             not isinstance(state_dict, dict)
@@ -266,8 +278,18 @@ class Optimizer:
                 f"groups, but this optimizer has {len(self.param_groups)}; build the "
                 "optimizer with the same groups it was saved with"
             )
+        return saved_groups
 
-        # Saved parameter id -> (position in this optimizer, parameter, new group).
+    def _match_saved_groups(
+        self, saved_groups: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[int, tuple[int, Any, dict[str, Any]]]]:
+        """Merge each saved group into a copy of the current one and map the saved ids.
+
+        Returns:
+            The new groups (validated hyperparameters, this optimizer's parameters) and, for
+            each saved parameter id, ``(position in this optimizer, parameter, new group)``.
+        """
+        name = type(self).__name__
         targets: dict[int, tuple[int, Any, dict[str, Any]]] = {}
         new_groups = []
         position = 0
@@ -279,10 +301,7 @@ class Optimizer:
                     f"{len(saved_ids)} parameters, but this optimizer's group {g} has "
                     f"{len(current['params'])}; was it saved for a different model?"
                 )
-            group = {key: value for key, value in current.items() if key != "params"}
-            group.update({key: value for key, value in saved.items() if key != "params"})
-            self._check_group(group)
-            group["params"] = current["params"]
+            group = self._merged_group(saved, current)
             new_groups.append(group)
             for saved_id, p in zip(saved_ids, current["params"], strict=True):
                 saved_id = _as_index(saved_id, name)
@@ -293,9 +312,23 @@ class Optimizer:
                     )
                 targets[saved_id] = (position, p, group)
                 position += 1
+        return new_groups, targets
 
+    def _merged_group(self, saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+        """The current group's settings overridden by the saved ones, validated."""
+        group = {key: value for key, value in current.items() if key != "params"}
+        group.update({key: value for key, value in saved.items() if key != "params"})
+        self._check_group(group)
+        group["params"] = current["params"]
+        return group
+
+    def _load_saved_state(
+        self, saved_state: dict[Any, Any], targets: dict[int, tuple[int, Any, dict[str, Any]]]
+    ) -> dict[int, dict[str, Any]]:
+        """Validate and copy each saved state entry, keyed by this optimizer's positions."""
+        name = type(self).__name__
         new_state: dict[int, dict[str, Any]] = {}
-        for key, entry in state_dict["state"].items():
+        for key, entry in saved_state.items():
             saved_id = _as_index(key, name)
             if saved_id not in targets:
                 raise ValueError(
@@ -304,23 +337,35 @@ class Optimizer:
                 )
             position, p, group = targets[saved_id]
             new_state[position] = self._load_entry(entry, saved_id, p, group)
-
-        for current, group in zip(self.param_groups, new_groups, strict=True):
-            current.clear()
-            current.update(group)
-        self.state = new_state
+        return new_state
 
     def _state_names(self, group: dict[str, Any]) -> tuple[set[str], set[str]]:
         """(required, allowed) names of a stepped parameter's state under ``group``."""
         return set(), set()
 
     def _load_entry(self, entry: Any, saved_id: int, p: Any, group: dict) -> dict[str, Any]:
-        name = type(self).__name__
-        where = f"{name}.load_state_dict: state of parameter {saved_id}"
+        """Validate one parameter's saved state; return a copy cast to the parameter's dtype."""
+        where = f"{type(self).__name__}.load_state_dict: state of parameter {saved_id}"
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be a dict of arrays, got {_describe(entry)}")
         if not entry:
             return {}
+        self._check_state_names(entry, group, where)
+        return {
+            key: load_count(value, f"{where}: '{key}'")
+            if key in self._scalar_state
+            else load_array(
+                value,
+                p.data.shape,
+                p.data.dtype,
+                f"{where}: '{key}'",
+                "the parameter has shape",
+            )
+            for key, value in entry.items()
+        }
+
+    def _check_state_names(self, entry: dict[str, Any], group: dict, where: str) -> None:
+        """Raise unless ``entry`` has every required state name and no unknown one."""
         required, allowed = self._state_names(group)
         missing = sorted(required - entry.keys())
         unexpected = sorted(entry.keys() - allowed)
@@ -329,30 +374,6 @@ class Optimizer:
                 f"{where} has entries {sorted(entry)}; missing {missing}, unexpected "
                 f"{unexpected}; was it saved by a different optimizer?"
             )
-        loaded: dict[str, Any] = {}
-        for key, value in entry.items():
-            if key in self._scalar_state:
-                count = np.asarray(value)
-                if not (
-                    count.ndim == 0
-                    and count.dtype.kind in "iuf"
-                    and np.isfinite(count)
-                    and count >= 0
-                    and count == np.floor(count)
-                ):
-                    raise ValueError(f"{where}: '{key}' must be a whole number >= 0, got {value!r}")
-                loaded[key] = int(count)
-                continue
-            array = np.asarray(value)
-            if array.dtype.kind not in "iuf":
-                raise ValueError(f"{where}: '{key}' must be a numeric array, got {array.dtype}")
-            if array.shape != p.data.shape:
-                raise ValueError(
-                    f"{where}: '{key}' has shape {array.shape}, but the parameter has shape "
-                    f"{p.data.shape}; was it saved for a different model?"
-                )
-            loaded[key] = np.array(array, dtype=p.data.dtype, copy=True)
-        return loaded
 
     def __repr__(self) -> str:
         def hyper(group: dict[str, Any]) -> str:
@@ -405,11 +426,57 @@ def check_number(
     return value
 
 
+def check_int(owner: str, name: str, value: Any, low: int) -> int:
+    """Return ``value`` as an int if it is a whole number >= ``low``, else raise.
+
+    Raises:
+        TypeError: ``value`` is not an int (a bool or a float is refused).
+        ValueError: ``value`` < ``low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {_describe(value)}")
+    if value < low:
+        raise ValueError(f"{owner}: {name} must be >= {low}, got {value}")
+    return int(value)
+
+
 def check_flag(owner: str, name: str, value: Any) -> bool:
     """Return ``value`` if it is a bool (or NumPy bool), else raise TypeError."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{owner}: {name} must be True or False, got {_describe(value)}")
     return bool(value)
+
+
+def load_count(value: Any, what: str) -> int:
+    """A saved whole number >= 0 (a step count) as an int, else ValueError naming ``what``."""
+    count = np.asarray(value)
+    if not (
+        count.ndim == 0
+        and count.dtype.kind in "iuf"
+        and np.isfinite(count)
+        and count >= 0
+        and count == np.floor(count)
+    ):
+        raise ValueError(f"{what} must be a whole number >= 0, got {value!r}")
+    return int(count)
+
+
+def load_array(
+    value: Any, shape: tuple[int, ...], dtype: np.dtype, what: str, expected: str
+) -> np.ndarray:
+    """A saved numeric array of ``shape``, copied and cast to ``dtype``, else ValueError.
+
+    The shape message reads ``"{what} has shape S, but {expected} {shape}; ..."``.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{what} must be a numeric array, got {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(
+            f"{what} has shape {array.shape}, but {expected} {shape}; "
+            "was it saved for a different model?"
+        )
+    return np.array(array, dtype=dtype, copy=True)
 
 
 def _is_parameter(obj: Any) -> bool:

@@ -189,8 +189,16 @@ class Classify(Task):
 
         transform = normalizer(model.spec)
         x = transform(images) if transform is not None else images
-        with cnnlab.no_grad():
+        # Overflow is reported once, below, rather than as NumPy warnings along the way.
+        with cnnlab.no_grad(), np.errstate(over="ignore", invalid="ignore"):
             logits = np.asarray(model(cnnlab.Tensor(x)).data, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"the model's scores for image {int(bad[0]) + 1} (of {len(logits)}) are NaN "
+                f"or infinite ({bad.size} image(s) in all), so no class can be named: its "
+                "weights overflow on this input. Retrain the model, or use an earlier one"
+            )
         probs = softmax(logits)
         classes = list(model.spec.get("classes") or [])
         names = [classes[j] if j < len(classes) else str(j) for j in range(probs.shape[1])]

@@ -5,6 +5,7 @@ and emits events; callbacks turn them into a progress bar, history files, checkp
 learning-rate schedule and early stopping.
 """
 
+from cnnlab import _checkout  # noqa: F401  (a folder named cnnlab hiding the package)
 from cnnlab.train.callback import Callback
 from cnnlab.train.callbacks import (
     EarlyStopping,

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +34,17 @@ def format_epoch(logs: dict, epochs: int, images_per_second: float | None = None
     return "  ".join(parts)
 
 
+MIN_BAR_WIDTH = 40  # columns a progress bar needs to show anything useful
+
+
+def _terminal_width(file: IO[str]) -> int:
+    """Columns of the terminal ``file`` writes to (0 when it reports none)."""
+    try:
+        return os.get_terminal_size(file.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return shutil.get_terminal_size(fallback=(0, 0)).columns
+
+
 def _metrics(logs: dict) -> str:
     """``loss ...  acc ...  val_loss ...  val_acc ...``, leaving out what was not measured
     (a task without an accuracy, a run without a validation set)."""
@@ -52,7 +64,8 @@ class ProgressBar(Callback):
     On a terminal (and with tqdm installed) each epoch gets a bar with loss, accuracy,
     images per second and the time left; it stays on screen with the validation numbers
     when the epoch ends. When the output is a file or a pipe (a log, CI), the bar would flood
-    it, so the callback writes one ``format_epoch`` line per epoch instead.
+    it, so the callback writes one ``format_epoch`` line per epoch instead; so it does on a
+    terminal narrower than ``MIN_BAR_WIDTH`` columns (or one that reports a width of 0).
 
     Args:
         file: Where to write; default ``sys.stdout``.
@@ -71,6 +84,10 @@ class ProgressBar(Callback):
         if self.tty is None:
             isatty = getattr(self._out(), "isatty", None)
             self.tty = bool(isatty and isatty())
+            # A terminal too narrow for a bar (or one that reports no width at all) gets
+            # the epoch lines: a bar squeezed to nothing prints only blank lines.
+            if self.tty and _terminal_width(self._out()) < MIN_BAR_WIDTH:
+                self.tty = False
         if self.tty:
             try:
                 import tqdm  # noqa: F401
@@ -161,14 +178,22 @@ class LearningRateSchedule(Callback):
     """Step a learning-rate schedule once at the end of every epoch.
 
     ``fit(scheduler=...)`` adds this callback itself; the schedule's state is saved in
-    checkpoints by ``Checkpoint``.
+    checkpoints by ``Checkpoint``. A ``ReduceLROnPlateau`` is given the epoch's validation
+    loss (its training loss when there is no validation data).
     """
 
     def __init__(self, scheduler) -> None:
         self.scheduler = scheduler
 
     def on_epoch_end(self, state: TrainState) -> None:
-        self.scheduler.step()
+        from cnnlab.optim.lr_scheduler import ReduceLROnPlateau
+
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            logs = state.logs
+            val_loss = logs.get("val_loss")
+            self.scheduler.step(logs["train_loss"] if val_loss is None else val_loss)
+        else:
+            self.scheduler.step()
 
 
 class EarlyStopping(Callback):

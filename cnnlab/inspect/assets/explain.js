@@ -34,6 +34,15 @@
     return String(Number(v.toPrecision(4)));
   }
 
+  // A sum as people write it: "1 + 4 - 1", never "1 + 4 + -1".
+  function sumText(values) {
+    return values.map((v, i) => {
+      const t = fmt(v);
+      if (i === 0) return t;
+      return t.startsWith("-") ? `- ${t.slice(1)}` : `+ ${t}`;
+    }).join(" ");
+  }
+
   function dims() {
     const C = state.input.length, H = state.input[0].length, W = state.input[0][0].length;
     const F = state.weight.length, K = state.weight[0][0].length;
@@ -272,7 +281,7 @@
     }
     const total = roundish(sums.reduce((a, b) => a + b, 0));
     const value = state.output[f][r][c];
-    const t = el("div", "row total", `channels: ${sums.map(fmt).join(" + ")} = ${fmt(total)};  plus bias b${f} = ${fmt(state.bias[f])}  \u2192  out[${f}, ${r}, ${c}] = ${fmt(value)}`);
+    const t = el("div", "row total", `channels: ${sumText(sums)} = ${fmt(total)};  plus bias b${f} = ${fmt(state.bias[f])}  \u2192  out[${f}, ${r}, ${c}] = ${fmt(value)}`);
     t.id = "product-total";
     box.appendChild(t);
   }
