@@ -85,6 +85,76 @@ def check_collectives() -> None:
     say("ok collectives")
 
 
+# ---------------------------------------------------------- the SyncBatchNorm op itself
+
+
+def check_sync_batchnorm_op() -> None:
+    """The op over two ranks against central differences of the loss summed over the ranks
+    (float64), and against torch's BatchNorm2d on the ranks' batches put together."""
+    from cnnlab.ops import norm
+
+    r, n = dist.rank(), dist.world_size()
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(1.0, 2.0, (2 + k, 3, 2, 2)) for k in range(n)]  # ranks' batches differ
+    gs = [rng.normal(size=x.shape) for x in xs]  # the upstream gradient of each rank's loss
+    w0, b0 = np.array([1.5, 0.5, -1.0]), np.array([0.1, -0.2, 0.3])
+
+    def forward(x, w, b, grad=False):
+        xt = cnnlab.Tensor(x, requires_grad=grad)
+        wt, bt = cnnlab.Tensor(w, requires_grad=grad), cnnlab.Tensor(b, requires_grad=grad)
+        y = norm.sync_batch_norm(xt, None, None, wt, bt, True, 0.1, 1e-5, dist.WORLD)
+        return xt, wt, bt, y
+
+    def total_loss(x, w, b):  # sum over the ranks of sum(g_r * y_r)
+        return dist.all_reduce(float((forward(x, w, b)[3].data * gs[r]).sum()), "sum")
+
+    xt, wt, bt, y = forward(xs[r], w0, b0, grad=True)
+    (y * cnnlab.Tensor(gs[r])).sum().backward()
+    dx, dw = xt.grad.data, dist.all_reduce(wt.grad.data.copy(), "sum")
+    db = dist.all_reduce(bt.grad.data.copy(), "sum")
+    eps, worst = 1e-6, 0.0
+    for owner in range(n):  # perturb one rank's input at a time; every rank recomputes
+        for i in range(xs[owner].size):
+            x = xs[r].copy()
+            if r == owner:
+                x.flat[i] += eps
+            up = total_loss(x, w0, b0)
+            if r == owner:
+                x.flat[i] -= 2 * eps
+            down = total_loss(x, w0, b0)
+            if r == owner:
+                worst = max(worst, abs((up - down) / (2 * eps) - dx.flat[i]))
+    for j in range(3):
+        e = np.eye(3)[j] * eps
+        for analytic, args in ((dw, lambda d: (xs[r], w0 + d, b0)),
+                               (db, lambda d: (xs[r], w0, b0 + d))):
+            numeric = (total_loss(*args(e)) - total_loss(*args(-e))) / (2 * eps)
+            worst = max(worst, abs(numeric - analytic[j]))
+    worst = dist.all_reduce(worst, "max")
+    assert worst < 1e-6, f"SyncBatchNorm gradients differ from central differences by {worst}"
+
+    try:
+        import torch
+    except ImportError:
+        say(f"ok sync batch norm op: central differences {worst:.2g} (torch not installed)")
+        return
+    tx = torch.tensor(np.concatenate(xs), requires_grad=True)
+    bn = torch.nn.BatchNorm2d(3, dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor(w0))
+        bn.bias.copy_(torch.tensor(b0))
+    ty = bn(tx)
+    ty.backward(torch.tensor(np.concatenate(gs)))
+    start = sum(len(x) for x in xs[:r])
+    np.testing.assert_allclose(y.data, ty.detach().numpy()[start:start + len(xs[r])],
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy()[start:start + len(xs[r])], rtol=0,
+                               atol=1e-12)
+    np.testing.assert_allclose(dw, bn.weight.grad.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(db, bn.bias.grad.numpy(), rtol=0, atol=1e-12)
+    say(f"ok sync batch norm op: central differences {worst:.2g}, torch 1e-12")
+
+
 # ---------------------------------------------------------------- one step = one big step
 
 
@@ -352,6 +422,7 @@ if __name__ == "__main__":
     check, args = sys.argv[1], sys.argv[2:]
     if check == "checks":
         check_collectives()
+        check_sync_batchnorm_op()
         check_exact()
         check_unused_parameter()
         check_fit()

@@ -75,7 +75,8 @@ def ours(stderr: str) -> list[str]:
 def test_the_ranks_checks_pass(tmp_path):
     proc = mpirun(WORKER, "checks", tmp_path, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for check in ("collectives", "exact no batch norm, float64", "exact SyncBatchNorm, float32",
+    for check in ("collectives", "sync batch norm op", "exact no batch norm, float64",
+                  "exact SyncBatchNorm, float32",
                   "buckets", "exact per-rank batch norm and dropout", "unused parameter",
                   "fit over ranks", "resume after Ctrl-C on one rank"):
         assert proc.stdout.count(f"ok {check}") == 1, proc.stdout
