@@ -27,6 +27,9 @@ class _GradMode(threading.local):
 
 
 _mode = _GradMode()
+# The tracer recording a forward pass (cnnlab.onnx.trace), or None; Function.apply and
+# Module.__call__ report to it. Nothing else reads or sets it.
+_tracer: Any = None
 
 
 class set_grad_enabled:
@@ -151,6 +154,8 @@ class Function:
         if out.requires_grad:
             ctx.parents = inputs
             out._ctx = ctx
+        if _tracer is not None:
+            _tracer.record_function(cls, inputs, options, out)
         return out
 
 

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
         std = np.asarray(norm["std"], dtype=np.float32).reshape(-1, 1, 1)
         x = (image - mean) / std
-    result = save_inspection(model, x, args.out, display=image, classes=spec.get("classes"))
+    result = save_inspection(model, x, args.out, display=image, classes=spec.get("classes"),
+                             probabilities=spec.get("output") == "probabilities")
     for path in result["files"]:
         print(f"wrote {path}")
     pred = result["prediction"]

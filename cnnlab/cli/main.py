@@ -16,8 +16,10 @@ import sys
 
 from cnnlab.cli.text import printable
 
-# Each module exposes ``register(subparsers)``, which adds its parser and sets ``func``.
-COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot"]
+# Each module exposes ``register(subparsers)``, which adds its parser and sets ``func``
+# (``import_`` adds the ``import`` command: ``import`` cannot name a module).
+COMMANDS = ["train", "evaluate", "predict", "summary", "explain", "inspect", "plot", "export",
+            "import_"]
 
 
 class CLIError(Exception):

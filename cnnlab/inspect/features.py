@@ -415,6 +415,7 @@ def save_inspection(
     *,
     display: np.ndarray | None = None,
     classes: Sequence[str] | None = None,
+    probabilities: bool = False,
 ) -> dict:
     """Write the pictures of one forward pass to ``out_dir``.
 
@@ -430,6 +431,8 @@ def save_inspection(
         display: the same image in 0..1 for ``input.png``; default ``x`` scaled by its
             min and max.
         classes: class names for the prediction; default ``"0", "1", ...``.
+        probabilities: the model's output is already probabilities (it ends in a
+            softmax), not scores to take the softmax of.
 
     Returns:
         ``{"files": [paths], "prediction": {"index", "class", "probability"} or None}``.
@@ -476,8 +479,11 @@ def save_inspection(
     last = list(acts.values())[-1] if acts else None
     if last is not None and last.ndim == 2 and last.shape[0] == 1 and last.shape[1] > 1:
         logits = last[0].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        if probabilities:
+            probs = logits
+        else:
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
         names = list(classes) if classes else [str(i) for i in range(len(probs))]
         if len(names) != len(probs):
             names = [str(i) for i in range(len(probs))]

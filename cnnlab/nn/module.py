@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import autograd
 from cnnlab.kernels import parallel
 from cnnlab.tensor import Tensor, as_dtype, check_device, device
 
@@ -72,6 +73,8 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if "_forward_hooks" not in self.__dict__:
             self._ensure_init()  # raises
+        if autograd._tracer is not None and autograd._tracer.claims(self):
+            return autograd._tracer.call_module(self, args, kwargs)
         # The thread policy is decided once, at the root of the forward pass (see
         # cnnlab.kernels.parallel.region); sub-modules find it decided.
         if parallel.in_region():

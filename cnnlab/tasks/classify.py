@@ -101,7 +101,8 @@ class Classify(Task):
         return model
 
     def check_model(self, spec: Mapping[str, Any]) -> None:
-        if spec.get("arch") is None:
+        # A graph (a model imported from ONNX) may be any classifier.
+        if spec.get("arch") is None and spec["model"]["name"] != "graph":
             raise ValueError("a classifier is built from an architecture string; this model "
                              f"file holds a {spec['model']['name']!r} model")
 
@@ -199,7 +200,8 @@ class Classify(Task):
                 f"or infinite ({bad.size} image(s) in all), so no class can be named: its "
                 "weights overflow on this input. Retrain the model, or use an earlier one"
             )
-        probs = softmax(logits)
+        # A model imported with its softmax says so: its outputs are probabilities already.
+        probs = logits if model.spec.get("output") == "probabilities" else softmax(logits)
         classes = list(model.spec.get("classes") or [])
         names = [classes[j] if j < len(classes) else str(j) for j in range(probs.shape[1])]
         k = min(int((options or {}).get("top_k") or 3), probs.shape[1])
@@ -242,10 +244,15 @@ def _subset(dataset: Any, idx: np.ndarray) -> Any:
 
 
 def _output_width(model: Any) -> int:
+    import cnnlab
     from cnnlab import arch
 
     spec = model.spec
-    return int(math.prod(arch.plan(spec["arch"], spec["input_shape"])[-1]["output_shape"]))
+    if spec.get("arch") is not None:
+        return int(math.prod(arch.plan(spec["arch"], spec["input_shape"])[-1]["output_shape"]))
+    with cnnlab.no_grad():  # a graph: run it once
+        out = model(cnnlab.Tensor(np.zeros((1, *spec["input_shape"]), np.float32)))
+    return int(math.prod(out.shape[1:]))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
