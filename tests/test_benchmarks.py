@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cnnlab
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # benchmarks/ is a script package beside cnnlab/
@@ -180,3 +182,25 @@ def test_token_batches_are_word_like_integer_ids():
     weights = workloads.make_weights(workloads.ARCHS["lstm"]["layers"], seed=0)
     assert weights["0.weight_ih_l0"].shape == (1024, 256)
     assert np.abs(weights["0.weight_hh_l0"]).max() <= 1 / 16
+
+
+def test_distributed_benchmark_bytes_cost_model_and_a_one_rank_run():
+    from benchmarks import distributed
+
+    digits = distributed.step_bytes("digits")
+    assert digits["gradient_allreduce"] == 4 * digits["parameters"] == 4 * 38_378
+    # Two BatchNorm layers (16 and 32 channels): running mean and variance, and a step count.
+    assert digits["batchnorm_layers"] == 2
+    assert digits["buffer_broadcast"] == (16 + 32) * 2 * 4 + 2 * 8
+    # 2(N-1)/N x bytes / bandwidth + 2(N-1) x latency: 8 machines, 1 MB, 10 Gbit/s, 25 us.
+    assert distributed.ring_allreduce_seconds(1e6, 8, 10) == pytest.approx(
+        2 * 7 / 8 * 1e6 / 1.25e9 + 14 * 25e-6)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.distributed", "--presets", "digits",
+                           "--ranks", "1", "--rounds", "1", "--steps", "2", "--warmup", "2",
+                           "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    case = out["cases"][0]  # and, with more than one core, the same with a thread per core
+    assert (case["preset"], case["ranks"], case["threads"], case["batch"]) == ("digits", 1, 1, 32)
+    assert case["step_ms"]["median"] > 0 and case["images_per_s"]["median"] > 0
+    assert [b["preset"] for b in out["bytes"]] == list(cnnlab.arch.PRESETS)

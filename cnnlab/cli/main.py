@@ -67,31 +67,31 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Under mpirun every rank runs this; only rank 0 prints (see cnnlab.cli.distributed).
+    from cnnlab.cli.distributed import parse_on_every_rank, rank_zero_output, report_failure
     from cnnlab.kernels.memory import keep_freed_memory
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    keep_freed_memory()  # a command owns its process: reuse each step's memory
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        sys.stderr.close()
-        return 0
-    except UsageError as exc:
-        if args.debug:
-            raise
-        usage = getattr(args, "usage_parser", parser)
-        usage.print_usage(sys.stderr)
-        print(f"{usage.prog}: error: {printable(exc, multiline=True)}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # one clear line unless --debug
-        if args.debug:
-            raise
-        print(f"cnnlab: error: {printable(exc, multiline=True)}", file=sys.stderr)
-        return 1
+    with rank_zero_output():
+        parser = build_parser()
+        args = parse_on_every_rank(parser, argv)
+        keep_freed_memory()  # a command owns its process: reuse each step's memory
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            return report_failure("cnnlab: interrupted", 130)
+        except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+            sys.stderr.close()
+            return 0
+        except UsageError as exc:
+            if args.debug:
+                raise
+            usage = getattr(args, "usage_parser", parser)
+            return report_failure(f"{usage.format_usage()}{usage.prog}: error: "
+                                  f"{printable(exc, multiline=True)}", 2)
+        except Exception as exc:  # one clear line unless --debug
+            if args.debug:
+                raise
+            return report_failure(f"cnnlab: error: {printable(exc, multiline=True)}", 1)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ CURVES_FILE = "curves.png"
 # weights an uninterrupted run has.
 FIXED_ON_RESUME = ("task", "data", "arch", "batch_size", "lr", "optimizer", "weight_decay",
                    "schedule", "augment", "val_split", "seed", "limit", "patience",
-                   "init_from", "freeze", "lr_head")
+                   "init_from", "freeze", "lr_head", "sync_bn")
 
 
 def register(subparsers: Any) -> None:
@@ -94,6 +94,9 @@ def register(subparsers: Any) -> None:
                    help="train on a random subset of N training images (quick trials)")
     p.add_argument("--seed", type=non_negative_int, metavar="N",
                    help="random seed, a whole number >= 0 (default 0)")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="on several ranks (mpirun -np N): batch norm over the whole batch "
+                        "instead of each rank's share (see docs/distributed.md)")
     p.add_argument("--no-plot", action="store_true",
                    help="don't draw curves.png (drawing needs matplotlib and a second or two)")
     p.add_argument("--out", metavar="DIR",
@@ -123,39 +126,48 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` says; 0 on success, 130 when stopped by Ctrl-C (checkpoint saved)."""
-    config, out, resume = _config(args)
-    with _hold(out):
-        _claim(out, resume, args.overwrite)
-        return _train(args, config, out, resume)
+    from cnnlab.cli.distributed import Ranks
+
+    ranks = Ranks()  # with mpirun -np N: this process's place among the N
+    config, out, resume = _config(args, ranks)
+    out = ranks.same_folder(out)
+    with ranks.main_holds(_hold, out):  # rank 0 writes the run folder
+        ranks.main_does(_claim, out, resume, args.overwrite)
+        return _train(args, config, out, resume, ranks)
 
 
 def _train(args: argparse.Namespace, config: dict[str, Any], out: Path,
-           resume: dict | None) -> int:
+           resume: dict | None, ranks) -> int:
     import cnnlab
     from cnnlab import tasks
     from cnnlab import train as T
 
+    batch_here = ranks.batch_per_rank(config["batch_size"])
     task = tasks.get(config["task"])
     data = _prepare(task, config)
     model, optimizer, scheduler = _build(task, config, data, resuming=resume is not None)
-    _print_plan(config, data, model, out, resume)
+    shuffle = np.random.default_rng([config["seed"], 1])
+    net = ranks.wrap(model, config, shuffle)
+    val_here = ranks.share(data.val, "validation")
+    _print_plan(config, data, model, out, resume, ranks)
 
     checkpoint = T.Checkpoint(out / CHECKPOINT_FILE, meta={"config": config})
     early = T.EarlyStopping(patience=config["patience"]) if config["patience"] else None
-    callbacks = [
-        T.ProgressBar(),
+    callbacks = ranks.callbacks(val_here) + ([  # rank 0 shows and writes the run
+        # Under mpirun a rank's output looks like a terminal even when it goes to a file.
+        T.ProgressBar(tty=False if ranks.many else None),
         T.HistoryFile(out / HISTORY_JSON, out / HISTORY_CSV),
         checkpoint,
-        *([early] if early else []),
-    ]
-    out.mkdir(parents=True, exist_ok=True)
+    ] if ranks.is_main else []) + ([early] if early else [])
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        state = T.fit(model, optimizer, data.train, val_data=data.val,
-                      epochs=config["epochs"], batch_size=config["batch_size"],
-                      scheduler=scheduler, callbacks=callbacks,
-                      generator=np.random.default_rng([config["seed"], 1]),
+        state = T.fit(net, optimizer, data.train, val_data=val_here,
+                      epochs=config["epochs"], batch_size=batch_here,
+                      scheduler=scheduler, callbacks=callbacks, generator=shuffle,
                       transform=data.train_transform, resume=resume, loss_fn=task.loss,
-                      metric_fn=task.train_metric, forward_fn=task.forward)
+                      metric_fn=task.train_metric, forward_fn=task.forward,
+                      sampler=ranks.sampler(data.train, config["seed"]))
     except cnnlab.NonFiniteLossError as exc:
         raise CLIError(f"{exc}; {_last_good(checkpoint)}; try a lower --lr") from exc
 
@@ -173,9 +185,12 @@ def _train(args: argparse.Namespace, config: dict[str, Any], out: Path,
             "data_dir": config["data_dir"], "epochs": state.epoch,
             **{k: config[k] for k in ("init_from", "freeze") if config.get(k) is not None}}
     if data.test is not None:
-        result = task.evaluate(model, data.test)
-        print(task.headline(result))
-        info["test"] = _plain_numbers(result)
+        result = ranks.evaluate(task, model, data.test)  # each rank a share, when it can
+        if ranks.is_main:
+            print(task.headline(result))
+            info["test"] = _plain_numbers(result)
+    if not ranks.is_main:
+        return 0
     # `info` tells evaluate where the data was, so it can find the same test set again.
     cnnlab.io.save_model(model, out / MODEL_FILE, meta={"training": info})
     if not args.no_plot:
@@ -253,7 +268,8 @@ def _transfer(model, config: dict[str, Any], resuming: bool) -> None:
             say("note: without --init-from the frozen layers keep their random initial weights")
 
 
-def _print_plan(config: dict[str, Any], data, model, out: Path, resume: dict | None) -> None:
+def _print_plan(config: dict[str, Any], data, model, out: Path, resume: dict | None,
+                ranks) -> None:
     c, h, w = data.input_shape
     n_params = sum(int(p.data.size) for p in model.parameters())
     test = f"{len(data.test):,} test" if data.test is not None else "no test"
@@ -264,7 +280,7 @@ def _print_plan(config: dict[str, Any], data, model, out: Path, resume: dict | N
     what = model.spec.get("arch") or model.spec["model"]["name"]
     task = "" if config["task"] == "classify" else f", task {config['task']}"
     print(f"model: {what} ({n_params:,} parameters{task})")
-    print(f"training: {config['epochs']} epochs, batch {config['batch_size']}, "
+    print(f"training: {config['epochs']} epochs, {ranks.describe(config['batch_size'])}, "
           f"{config['optimizer']} lr {config['lr']:g}, {config['schedule']} schedule, "
           f"seed {config['seed']} -> {out}")
     if resume is not None:
@@ -279,7 +295,7 @@ def _print_plan(config: dict[str, Any], data, model, out: Path, resume: dict | N
 # ------------------------------------------------------------------------ configuration
 
 
-def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None]:
+def _config(args: argparse.Namespace, ranks) -> tuple[dict[str, Any], Path, dict | None]:
     """Settings of the run: defaults of the dataset's recipe, then the options given; for
     --resume the settings saved in the checkpoint (returned too)."""
     from cnnlab import tasks
@@ -289,7 +305,8 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
     given = {k: getattr(args, k) for k in ("task", "data", "arch", "epochs", "batch_size",
                                            "lr", "optimizer", "weight_decay", "schedule",
                                            "augment", "val_split", "patience", "limit",
-                                           "seed", "init_from", "freeze", "lr_head")}
+                                           "seed", "init_from", "freeze", "lr_head",
+                                           "sync_bn")}
     if given["init_from"] is not None:
         given["init_from"] = _source_model(given["init_from"])
     if given["data"] not in (None, *DATASETS) and Path(given["data"]).expanduser().is_dir():
@@ -311,6 +328,8 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
                            "resume it from Python with cnnlab.train.fit(..., resume=path)")
         config = dict(ckpt["extra"]["meta"]["config"])
         config.setdefault("task", "classify")
+        config.setdefault("sync_bn", False)  # runs saved before the option existed
+        ranks.check_resume(ckpt, args.resume)
         ckpt["path"] = path
         for key in FIXED_ON_RESUME:
             if given[key] is not None and given[key] != config.get(key):
@@ -345,6 +364,7 @@ def _config(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict | None
         val_split=given["val_split"] if given["val_split"] is not None else 0.1,
         patience=given["patience"],
         limit=given["limit"],
+        sync_bn=bool(given["sync_bn"]),
         seed=given["seed"] if given["seed"] is not None else 0,
         init_from=given["init_from"],
         freeze=given["freeze"],

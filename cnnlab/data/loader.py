@@ -152,6 +152,10 @@ class DataLoader:
         generator: the ``np.random.Generator`` for shuffling and random transforms; None
             means cnnlab's global one (``cnnlab.random.get_generator()``, seeded by
             ``cnnlab.manual_seed``).
+        sampler: decides which samples each epoch reads, in which order, instead of
+            ``shuffle``: an object with ``len()`` and ``indices()`` (an integer array) or
+            an iterable of indices, e.g. ``cnnlab.distributed.DistributedSampler`` (this
+            rank's share of the epoch; call its ``set_epoch`` each epoch).
 
     Shape:
         yields ``(x, y)``: x ``(B, C, H, W)`` float32, y ``(B,)`` int64 (or the targets
@@ -163,7 +167,8 @@ class DataLoader:
     same batches.
 
     Raises:
-        ValueError: ``batch_size`` below 1 or an empty dataset.
+        ValueError: ``batch_size`` below 1, an empty dataset, or both ``shuffle`` and a
+            ``sampler``.
 
     Example:
         >>> import numpy as np
@@ -182,6 +187,7 @@ class DataLoader:
         drop_last: bool = False,
         transform: Callable[..., np.ndarray] | None = None,
         generator: np.random.Generator | None = None,
+        sampler: Any = None,
     ) -> None:
         if (
             isinstance(batch_size, bool)
@@ -203,6 +209,12 @@ class DataLoader:
         self._n = int(self.images.shape[0]) if self.labels is None else len(self.labels)
         if self._n == 0:
             raise ValueError("DataLoader: the dataset is empty; expected at least one sample")
+        if sampler is not None and shuffle:
+            raise ValueError(
+                "DataLoader: give shuffle=True or a sampler, not both; the sampler decides "
+                "the order (DistributedSampler shuffles itself)"
+            )
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -211,8 +223,9 @@ class DataLoader:
 
     @property
     def num_samples(self) -> int:
-        """Samples in the dataset (per epoch, before ``drop_last``)."""
-        return self._n
+        """Samples read per epoch, before ``drop_last``: the dataset's, or the sampler's
+        share of it."""
+        return self._n if self.sampler is None else len(self.sampler)
 
     @property
     def generator(self) -> np.random.Generator:
@@ -220,13 +233,16 @@ class DataLoader:
         return self._generator if self._generator is not None else default_generator()
 
     def __len__(self) -> int:
-        n = self._n
+        n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, Any]]:
-        n = self._n
         gen = self.generator
-        order = gen.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = self._sampled()
+        else:
+            order = gen.permutation(self._n) if self.shuffle else np.arange(self._n)
+        n = len(order)
         stop = (n // self.batch_size) * self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -237,6 +253,18 @@ class DataLoader:
             if self.transform is not None:
                 x = _apply(self.transform, x, gen)
             yield x, y
+
+    def _sampled(self) -> np.ndarray:
+        """The sampler's indices for this epoch, checked against the dataset's size."""
+        indices = getattr(self.sampler, "indices", None)
+        order = np.asarray(indices() if callable(indices) else list(self.sampler), np.int64)
+        n = self._n
+        if order.ndim != 1 or (order.size and (order.min() < 0 or order.max() >= n)):
+            raise ValueError(
+                f"DataLoader: the sampler gave indices outside 0..{n - 1} for a dataset of "
+                f"{n} samples; make the sampler for this dataset's size"
+            )
+        return order
 
     def state_dict(self) -> dict[str, Any]:
         """The generator's state (JSON-serializable); restore with ``load_state_dict``."""

@@ -32,6 +32,7 @@ from cnnlab.nn.loss import (
 )
 from cnnlab.nn.module import Module, Parameter
 from cnnlab.nn.rnn import GRU, LSTM, Embedding, GRUCell, LSTMCell
+from cnnlab.nn.sync_batchnorm import SyncBatchNorm
 from cnnlab.nn.upsampling import (
     ConvTranspose2d,
     Upsample,
@@ -44,9 +45,9 @@ __all__ = [
     "ConvReLU2d", "ConvReLUMaxPool2d", "ConvTranspose2d", "CrossEntropyLoss", "Dropout",
     "Flatten", "Identity", "L1Loss", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss",
     "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "ReLU",
-    "ReLUMaxPool2d", "Sequential", "Sigmoid", "SmoothL1Loss", "Softmax", "Tanh", "Upsample",
-    "UpsamplingBilinear2d", "UpsamplingNearest2d", "freeze", "functional", "fuse", "init",
-    "unfreeze", "unfuse",
+    "ReLUMaxPool2d", "Sequential", "Sigmoid", "SmoothL1Loss", "Softmax", "SyncBatchNorm",
+    "Tanh", "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "freeze", "functional",
+    "fuse", "init", "unfreeze", "unfuse",
     # sequences
     "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell",
 ]

@@ -72,6 +72,9 @@ class Task:
     datasets: tuple[str, ...] = ()
     # What the running training metric measures ("acc" in the progress line), or None.
     metric_name: str | None = None
+    # Whether ``merge`` can combine the metrics of consecutive parts of a set into those of
+    # the whole (so that several processes can each evaluate a part).
+    merges_metrics: bool = False
 
     # ----- command line ------------------------------------------------------------------
     def add_arguments(self, command: str, parser: argparse.ArgumentParser) -> None:
@@ -116,6 +119,12 @@ class Task:
                  options: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The task's metrics on ``dataset`` (not normalized: the model's spec says how),
         as one JSON-able dict with at least ``task`` and ``n``."""
+        raise NotImplementedError
+
+    def merge(self, parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """The metrics of a whole set from ``evaluate``'s results on consecutive parts of
+        it, in order; only where ``merges_metrics`` (a mean average precision, say, does not
+        add up from its parts' values)."""
         raise NotImplementedError
 
     def headline(self, result: Mapping[str, Any]) -> str:

@@ -19,6 +19,7 @@ class Classify(Task):
     default_data = "digits"
     datasets = ("digits", "mnist", "fashion-mnist", "cifar10")
     metric_name = "accuracy"
+    merges_metrics = True
 
     def add_arguments(self, command: str, parser: argparse.ArgumentParser) -> None:
         if command == "predict":
@@ -141,6 +142,28 @@ class Classify(Task):
                 for i, a in enumerate(result.per_class_accuracy)
             },
             "confusion": result.confusion.tolist(),
+        }
+
+    def merge(self, parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Counts add up; the loss is a mean over images."""
+        n = sum(p["n"] for p in parts)
+        confusion = np.sum([np.asarray(p["confusion"], dtype=np.int64) for p in parts], axis=0)
+        names = list(parts[0]["classes"])
+        totals = confusion.sum(axis=1)
+        correct = int(np.trace(confusion))
+        return {
+            "task": self.name,
+            "n": n,
+            "correct": correct,
+            "accuracy": correct / n,
+            "loss": sum(p["loss"] * p["n"] for p in parts) / n,
+            "classes": names,
+            "per_class_accuracy": {
+                names[i] if i < len(names) else str(i):
+                    float(confusion[i, i] / totals[i]) if totals[i] else None
+                for i in range(len(confusion))
+            },
+            "confusion": confusion.tolist(),
         }
 
     def headline(self, result: Mapping[str, Any]) -> str:

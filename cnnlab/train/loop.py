@@ -44,6 +44,7 @@ def fit(
     transform: Callable | None = None,
     resume=None,
     eval_batch_size: int = 256,
+    sampler=None,
 ) -> TrainState:
     """Train ``model`` for ``epochs`` epochs of shuffled mini-batches.
 
@@ -79,6 +80,10 @@ def fit(
         resume: Path of a checkpoint written by ``Checkpoint``: the run continues from it
             exactly, ending with the weights an uninterrupted run would have.
         eval_batch_size: Batch size for validation.
+        sampler: Decides which images each epoch reads, in which order, instead of the
+            shuffle by ``generator`` (which then drives only ``transform``); its
+            ``set_epoch(epoch)`` is called before each epoch. For data-parallel training,
+            ``cnnlab.distributed.DistributedSampler`` (see ``docs/distributed.md``).
 
     Returns:
         The final ``TrainState``: ``history`` (one dict per epoch), ``stop_reason``.
@@ -105,7 +110,7 @@ def fit(
     step = _Step(nn.fuse(model), loss_fn, metric_fn, forward_fn or _model_forward)
     if generator is None:
         generator = np.random.Generator(np.random.PCG64(int(get_generator().integers(2**63))))
-    loader = _make_loader(train_data, batch_size, generator, transform)
+    loader = _make_loader(train_data, batch_size, generator, transform, sampler)
     state = TrainState(
         model=model,
         optimizer=optimizer,
@@ -198,6 +203,8 @@ def _train_epoch(state: TrainState, loader, step: _Step, ctrl_c, pending_rng) ->
     emit(state, "on_epoch_begin")
     step.model.train()
     state.phase = "train"
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(state.epoch)
     batches = iter(loader)
     for _ in range(state.batch):  # a resumed epoch replays the order it was interrupted in
         next(batches)
@@ -261,15 +268,15 @@ def _end_epoch(state: TrainState, val_data, step: _Step, eval_batch_size: int) -
     emit(state, "on_epoch_end")
 
 
-def _make_loader(data, batch_size: int, generator, transform):
+def _make_loader(data, batch_size: int, generator, transform, sampler):
     from cnnlab.data import DataLoader
 
     if not hasattr(data, "get_batch") and not (hasattr(data, "images") and
                                                hasattr(data, "labels")):
         images, labels = as_arrays(data, "fit: train_data")
         data = (images, labels)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator,
-                        transform=transform)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=sampler is None,
+                        generator=generator, transform=transform, sampler=sampler)
     if loader.num_samples == 0:
         raise ValueError("fit: train_data is empty; give at least one labelled image")
     return loader
