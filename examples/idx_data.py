@@ -32,7 +32,8 @@ def _read(folder, stem, ndim):
         if magic != 0x0800 + ndim:
             raise ValueError(f"{stem}: not an IDX file of {ndim}-D unsigned bytes")
         shape = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-        data = np.frombuffer(f.read(int(np.prod(shape))), dtype=np.uint8)
+        # A writable buffer: torch.from_numpy warns about read-only arrays.
+        data = np.frombuffer(bytearray(f.read(int(np.prod(shape)))), dtype=np.uint8)
     return data.reshape(shape)
 
 
